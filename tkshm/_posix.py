@@ -1,0 +1,371 @@
+"""POSIX backend: a segment is a file in a private tmpfs directory, mapped with ``mmap``.
+
+Linux keeps it in ``/dev/shm`` (tmpfs: RAM, never disk); systems without ``/dev/shm`` (macOS)
+use the same code in a per-user temporary directory. Two advisory ``flock`` locks carry the
+protocol (see ``tkshm.ipc``):
+
+* the *presence* lock, shared, on the open ``.seg`` file for as long as a process is attached.
+  The kernel drops it when the process exits or is killed, so "can I lock it exclusively?"
+  asks "is anyone else still attached?" -- the question QSharedMemory's last ``detach`` asks;
+* the *data* lock on the ``.lock`` file, taken through portalocker by ``tkshm.ipc``.
+
+Every open is relative to a directory descriptor, with ``O_NOFOLLOW`` and ``O_CLOEXEC``, and
+checked with ``fstat``: we never follow a symlink we did not create, never use a file another
+user owns, and never use one that other users could read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import mmap
+import os
+import secrets
+import stat
+import tempfile
+from collections.abc import Iterator
+from typing import Final
+
+from .errors import (
+    CorruptSegmentError,
+    OutOfSharedMemoryError,
+    SegmentNotFoundError,
+    TkshmError,
+    UnsafePathError,
+)
+from .header import HEADER_SIZE, Header
+
+SEGMENT_SUFFIX: Final = ".seg"
+LOCK_SUFFIX: Final = ".lock"
+TEMP_SUFFIX: Final = ".tmp"
+_OPEN_FLAGS: Final = os.O_NOFOLLOW | os.O_CLOEXEC
+# A few hundred retries cover any real interleaving of attach/detach/clean; more means a bug.
+_MAX_ATTEMPTS: Final = 200
+
+
+def segment_directory() -> str:
+    """The private per-user directory that holds this user's segments."""
+    override = os.environ.get("TKSHM_DIR")
+    if override:
+        return os.path.abspath(override)
+    base = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
+    return os.path.join(base, f"tkshm-{os.geteuid()}")
+
+
+def _check_owned(path: str, st: os.stat_result, kind: str) -> None:
+    if st.st_uid != os.geteuid():
+        raise UnsafePathError(path, f"it belongs to user id {st.st_uid}, not to you")
+    if st.st_mode & 0o077:
+        raise UnsafePathError(
+            path,
+            f"other users can open it (mode {stat.S_IMODE(st.st_mode):04o}); "
+            f"only its owner should (chmod {'700' if kind == 'directory' else '600'})",
+        )
+
+
+def open_directory(create: bool = True) -> tuple[str, int]:
+    """Open (and create, mode 0700) the segment directory; refuse anything not private."""
+    path = segment_directory()
+    if create:
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise TkshmError(f"Cannot create the shared memory directory {path}: {exc.strerror}.") from exc
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | _OPEN_FLAGS)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise UnsafePathError(path, "it is a symbolic link or not a directory") from exc
+        raise TkshmError(f"Cannot open the shared memory directory {path}: {exc.strerror}.") from exc
+    try:
+        _check_owned(path, os.fstat(fd), "directory")
+    except BaseException:
+        os.close(fd)
+        raise
+    return path, fd
+
+
+def _open_file(dir_path: str, dir_fd: int, name: str, flags: int) -> int:
+    """Open ``name`` inside the directory without following symlinks; check it is ours."""
+    path = os.path.join(dir_path, name)
+    try:
+        fd = os.open(name, flags | os.O_RDWR | _OPEN_FLAGS, 0o600, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnsafePathError(path, "it is a symbolic link") from exc
+        if exc.errno in (errno.ENOENT, errno.EEXIST):
+            raise
+        raise TkshmError(f"Cannot open {path}: {exc.strerror}.") from exc
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UnsafePathError(path, "it is not a regular file")
+        _check_owned(path, st, "file")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _try_flock(fd: int, operation: int) -> bool:
+    try:
+        fcntl.flock(fd, operation | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def reserve(fd: int, size: int) -> None:
+    """Grow the file to ``size`` bytes with pages reserved now, never shrinking it.
+
+    ``posix_fallocate`` makes a full tmpfs fail *here*, with ENOSPC, instead of with SIGBUS
+    later when a page of a sparse file is first touched through the mapping.
+    """
+    if os.fstat(fd).st_size >= size:
+        return
+    try:
+        if hasattr(os, "posix_fallocate"):
+            os.posix_fallocate(fd, 0, size)
+        else:  # macOS: no fallocate; a sparse file is the best we can do
+            os.ftruncate(fd, size)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            raise OutOfSharedMemoryError(
+                f"There is not enough shared memory for {size / 1e6:.1f} MB "
+                f"(the file system behind {segment_directory()} is full). "
+                "Close other programs that use shared memory, or load a smaller image."
+            ) from exc
+        raise
+
+
+class PosixSegmentFile:
+    """One attached segment: the open ``.seg`` file (presence lock held), its mapping, and
+    the open ``.lock`` file. Built only by :meth:`open`."""
+
+    def __init__(self, dir_path: str, dir_fd: int, name: str, seg_fd: int) -> None:
+        self.dir_path = dir_path
+        self.name = name
+        self._dir_fd = dir_fd
+        self._seg_fd = seg_fd
+        self.lock_fd = -1
+        self.map: mmap.mmap | None = None
+
+    @property
+    def path(self) -> str:
+        return os.path.join(self.dir_path, self.name + SEGMENT_SUFFIX)
+
+    @classmethod
+    def open(cls, name: str, key: str, create_capacity: int | None) -> PosixSegmentFile:
+        """Attach to segment ``name``; create it with ``create_capacity`` bytes if missing
+        (``None``: attach only, raise :class:`SegmentNotFoundError`)."""
+        dir_path, dir_fd = open_directory(create=create_capacity is not None)
+        try:
+            seg_fd = _attach_or_create(dir_path, dir_fd, name, key, create_capacity)
+        except BaseException:
+            os.close(dir_fd)
+            raise
+        self = cls(dir_path, dir_fd, name, seg_fd)
+        try:
+            self.lock_fd = _open_file(dir_path, dir_fd, name + LOCK_SUFFIX, os.O_CREAT)
+            self.remap()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def file_size(self) -> int:
+        return os.fstat(self._seg_fd).st_size
+
+    def remap(self) -> None:
+        """Map the whole file again if it grew (call with the data lock held)."""
+        size = self.file_size()
+        if self.map is not None and len(self.map) == size:
+            return
+        if size < HEADER_SIZE:
+            raise CorruptSegmentError(
+                f"The shared memory segment {self.path} is too short to hold a header. "
+                "Run 'tkshm clean' or remove the file, then load the image again."
+            )
+        if self.map is not None:
+            self.map.close()
+            self.map = None
+        self.map = mmap.mmap(self._seg_fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+
+    def grow(self, size: int) -> None:
+        """Make the file at least ``size`` bytes (call with the exclusive data lock held)."""
+        reserve(self._seg_fd, size)
+        self.remap()
+
+    def close(self) -> bool:
+        """Detach. If nobody else is attached, remove the files; return whether we did.
+
+        Idempotent and safe on a half-built object.
+        """
+        removed = False
+        if self.map is not None:
+            self.map.close()
+            self.map = None
+        if self.lock_fd >= 0:
+            os.close(self.lock_fd)
+            self.lock_fd = -1
+        if self._seg_fd >= 0:
+            # Trading our shared presence lock for an exclusive one succeeds only if no other
+            # process still holds a shared one: we are the last holder, so the segment goes.
+            if _try_flock(self._seg_fd, fcntl.LOCK_EX):
+                _remove(self._dir_fd, self.name)
+                removed = True
+            os.close(self._seg_fd)
+            self._seg_fd = -1
+        if self._dir_fd >= 0:
+            os.close(self._dir_fd)
+            self._dir_fd = -1
+        return removed
+
+
+def _remove(dir_fd: int, name: str) -> None:
+    """Unlink a segment's files; the caller holds the exclusive presence lock."""
+    for suffix in (LOCK_SUFFIX, SEGMENT_SUFFIX):  # .lock first: nobody may re-create it after
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name + suffix, dir_fd=dir_fd)
+
+
+def _same_file(dir_fd: int, entry: str, fd: int) -> bool:
+    try:
+        st = os.stat(entry, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
+
+
+def _attach_or_create(dir_path: str, dir_fd: int, name: str, key: str, create_capacity: int | None) -> int:
+    entry = name + SEGMENT_SUFFIX
+    for _ in range(_MAX_ATTEMPTS):
+        try:
+            fd = _open_file(dir_path, dir_fd, entry, 0)
+        except FileNotFoundError:
+            if create_capacity is None:
+                raise SegmentNotFoundError(key) from None
+            fd_or_none = _create(dir_path, dir_fd, name, create_capacity)
+            if fd_or_none is None:
+                continue  # another process created it first: attach to theirs
+            return fd_or_none
+        if _try_flock(fd, fcntl.LOCK_EX):
+            # Nobody holds a presence lock: every process that used it is gone (killed,
+            # most likely). Remove the orphan and carry on as if it never existed.
+            if _same_file(dir_fd, entry, fd):
+                _remove(dir_fd, name)
+            os.close(fd)
+            continue
+        # Someone is attached. Join them; this waits only while a detacher or cleaner holds
+        # the exclusive lock for the few system calls it needs.
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        if _same_file(dir_fd, entry, fd):
+            return fd
+        os.close(fd)  # it was removed between our open and our lock: look again
+    raise TkshmError(f"Could not attach to shared memory segment {key!r}: it keeps changing. Try again.")
+
+
+def _create(dir_path: str, dir_fd: int, name: str, capacity: int) -> int | None:
+    """Create a segment atomically: build it under a temporary name, hold its presence lock,
+    then ``link`` it into place, which fails if the name exists. No segment is ever visible
+    without a holder. Return the descriptor, or None if another process won the race."""
+    temp = f"{name}.{os.getpid()}.{secrets.token_hex(4)}{TEMP_SUFFIX}"
+    fd = _open_file(dir_path, dir_fd, temp, os.O_CREAT | os.O_EXCL)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        reserve(fd, HEADER_SIZE + capacity)
+        os.pwrite(fd, Header.empty(capacity, os.getpid()).pack(), 0)
+        try:
+            os.link(temp, name + SEGMENT_SUFFIX, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+        except FileExistsError:
+            os.close(fd)
+            return None
+        except FileNotFoundError:  # a cleaner removed our temporary file: start again
+            os.close(fd)
+            return None
+    except BaseException:
+        os.close(fd)
+        raise
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp, dir_fd=dir_fd)
+    return fd
+
+
+def list_entries() -> Iterator[tuple[str, str, int | None, bool]]:
+    """Yield ``(name, path, size, in_use)`` for this user's segment files, temporary ones too.
+
+    ``in_use`` is False for an orphan: a file whose presence lock nobody holds.
+    """
+    try:
+        dir_path, dir_fd = open_directory(create=False)
+    except FileNotFoundError:
+        return
+    try:
+        for entry in sorted(os.listdir(dir_fd)):
+            if not entry.endswith((SEGMENT_SUFFIX, TEMP_SUFFIX)):
+                continue
+            try:
+                fd = _open_file(dir_path, dir_fd, entry, 0)
+            except (FileNotFoundError, TkshmError):
+                continue
+            try:
+                in_use = not _try_flock(fd, fcntl.LOCK_EX)
+                size = os.fstat(fd).st_size
+            finally:
+                os.close(fd)  # closing drops any lock we took
+            name = entry[: -len(SEGMENT_SUFFIX)] if entry.endswith(SEGMENT_SUFFIX) else entry
+            yield name, os.path.join(dir_path, entry), size, in_use
+    finally:
+        os.close(dir_fd)
+
+
+def read_header_bytes(path: str) -> bytes:
+    """Peek at a segment file's header record without attaching (for ``list``)."""
+    fd = os.open(path, os.O_RDONLY | _OPEN_FLAGS)
+    try:
+        return os.pread(fd, HEADER_SIZE, 0)
+    finally:
+        os.close(fd)
+
+
+def remove_orphans() -> list[str]:
+    """Remove segment and temporary files that no process holds; return their paths."""
+    removed: list[str] = []
+    try:
+        dir_path, dir_fd = open_directory(create=False)
+    except FileNotFoundError:
+        return removed
+    try:
+        for entry in sorted(os.listdir(dir_fd)):
+            if entry.endswith(SEGMENT_SUFFIX):
+                name = entry[: -len(SEGMENT_SUFFIX)]
+            elif entry.endswith(TEMP_SUFFIX):
+                name = None
+            else:
+                continue
+            try:
+                fd = _open_file(dir_path, dir_fd, entry, 0)
+            except (FileNotFoundError, TkshmError):
+                continue
+            try:
+                if _try_flock(fd, fcntl.LOCK_EX) and _same_file(dir_fd, entry, fd):
+                    if name is None:
+                        os.unlink(entry, dir_fd=dir_fd)
+                    else:
+                        _remove(dir_fd, name)
+                    removed.append(os.path.join(dir_path, entry))
+            finally:
+                os.close(fd)
+    finally:
+        os.close(dir_fd)
+    return removed
+
+
+SegmentFile = PosixSegmentFile

@@ -1,0 +1,197 @@
+"""The ``tkshm`` command: the window, or scripted access to the same segments.
+
+Every subcommand is a few lines over :mod:`tkshm.ipc`. Errors become one line on stderr
+and a non-zero exit status; the window (and tkinter) is imported only when one is opened,
+so everything else works on a Python without Tk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from types import FrameType
+
+from . import __version__, ipc
+from .errors import TkshmError
+from .images import load_image
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (plus the usual hint), never the whole usage."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see '{self.prog} --help')\n")
+
+
+def _add_key(parser: argparse.ArgumentParser, default: object = argparse.SUPPRESS) -> None:
+    # Subcommands use SUPPRESS so that "tkshm --key k put x" and "tkshm put --key k x" agree.
+    parser.add_argument(
+        "--key", default=default,
+        help=f"name of the shared memory segment (default: {ipc.DEFAULT_KEY!r})",
+    )  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="tkshm",
+        description="Share one image between programs through named shared memory. "
+        "Without a command, open the window.",
+    )
+    parser.add_argument("--version", action="version", version=f"tkshm {__version__}")
+    _add_key(parser, ipc.DEFAULT_KEY)
+    parser.add_argument("--lang", help="language of the window: en or zh_CN (default: system)")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        _add_key(sub)
+        return sub
+
+    put = command("put", "Publish an image and stay attached until interrupted (Ctrl+C).")
+    put.add_argument("image", help="image file to publish")
+    get = command("get", "Copy the published image out and save it.")
+    get.add_argument("-o", "--output", required=True, help="file to write; format from its extension")
+    for name, text in (
+        ("info", "Show the header of a segment."),
+        ("list", "List your segments, in use or orphaned."),
+    ):
+        sub = command(name, text)
+        sub.add_argument("--json", action="store_true", help="print JSON instead of text")
+    command("clean", "Remove orphaned segments (those no process is attached to).")
+    window = command("gui", "Open the window (the default when no command is given).")
+    window.add_argument("--lang", default=argparse.SUPPRESS, help="language of the window: en or zh_CN")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``tkshm`` console script."""
+    args = build_parser().parse_args(argv)
+    handler = _COMMANDS.get(args.command or "gui")
+    assert handler is not None
+    try:
+        return handler(args)
+    except TkshmError as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+def gui_main() -> int:
+    """Entry point of the ``tkshm-gui`` script (no console window on Windows)."""
+    return main(["gui", *sys.argv[1:]])
+
+
+def _fail(message: str) -> int:
+    print(f"tkshm: {' '.join(message.split())}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def _put(args: argparse.Namespace) -> int:
+    loaded = load_image(args.image)
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, request_stop)
+    with ipc.publish(loaded.image, key=args.key) as segment:
+        info = segment.info()
+        frames = f", first of {loaded.frame_count} frames" if loaded.is_animated else ""
+        print(
+            f"Published {args.image} ({info.width}x{info.height}{frames}) under key "
+            f"{args.key!r}, generation {info.generation}. Press Ctrl+C to detach.",
+            flush=True,
+        )
+        while not stop.wait(0.5):  # a timed wait lets signal handlers run promptly
+            pass
+    return 0
+
+
+def _get(args: argparse.Namespace) -> int:
+    image = ipc.read_image(key=args.key)
+    try:
+        image.save(args.output)
+    except (ValueError, KeyError) as exc:
+        return _fail(f"Cannot save {args.output}: unknown or unsupported file extension ({exc}).")
+    except OSError as exc:
+        if exc.errno is None:  # Pillow: the format cannot hold RGBA (JPEG): drop alpha
+            try:
+                image.convert("RGB").save(args.output)
+            except OSError as inner:
+                return _fail(f"Cannot save {args.output}: {inner}.")
+        else:
+            return _fail(f"Cannot save {args.output}: {exc.strerror}.")
+    print(f"Saved {image.width}x{image.height} image to {args.output}.")
+    return 0
+
+
+def _when(ns: int) -> str:
+    if not ns:
+        return "-"
+    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc).astimezone().isoformat(timespec="milliseconds")
+
+
+def _describe(info: ipc.SegmentInfo) -> str:
+    rows = [
+        ("key", info.key if info.key is not None else "?"),
+        ("path", info.path),
+        ("state", info.state),
+        ("in use", "yes" if info.in_use else "no (orphaned)"),
+        ("generation", str(info.generation)),
+        ("image", f"{info.width}x{info.height} RGBA, {info.payload_bytes:,} bytes"),
+        ("capacity", f"{info.capacity:,} bytes"),
+        ("writer pid", str(info.writer_pid)),
+        ("written", _when(info.write_time_ns)),
+    ]
+    return "\n".join(f"{label:<11} {value}" for label, value in rows)
+
+
+def _info(args: argparse.Namespace) -> int:
+    info = ipc.info(key=args.key)
+    print(json.dumps(info.as_dict(), indent=2) if args.json else _describe(info))
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    segments = ipc.list_segments()
+    if args.json:
+        print(json.dumps([s.as_dict() for s in segments], indent=2))
+    elif not segments:
+        print(f"No segments in {ipc.segment_directory()}.")
+    else:
+        for s in segments:
+            used = "in use" if s.in_use else "orphaned"
+            print(
+                f"{s.key or s.name!s:<24} {s.state:<8} {used:<8} "
+                f"{s.width}x{s.height}  gen {s.generation}  {s.path}"
+            )
+    return 0
+
+
+def _clean(args: argparse.Namespace) -> int:
+    removed = ipc.clean()
+    for path in removed:
+        print(f"Removed {path}")
+    print(f"Removed {len(removed)} orphaned file(s).")
+    return 0
+
+
+def _gui(args: argparse.Namespace) -> int:
+    try:
+        from .app import run
+    except ImportError as exc:
+        return _fail(f"The window needs tkinter, which this Python lacks ({exc}); install python3-tk.")
+    return run(key=args.key, lang=args.lang)
+
+
+_COMMANDS = {"put": _put, "get": _get, "info": _info, "list": _list, "clean": _clean, "gui": _gui}

@@ -1,0 +1,455 @@
+"""Named shared memory for images: Qt's ``QSharedMemory`` lesson, in Python.
+
+A *segment* is a block of memory that several processes map at once, found by a *key*.
+The protocol, in five lines:
+
+1. **Attach** opens the segment named after the key (creating it if we publish) and marks
+   us present; **detach** unmaps it, and the last process to detach removes it -- even when
+   the others were killed, because presence is a lock the kernel drops on exit.
+2. Every copy happens under an inter-process **lock**: shared for readers, exclusive for
+   the writer, with a timeout. A process that dies holding it releases it at once.
+3. The writer marks the header ``WRITING``, copies the pixels, then marks it ``READY`` with
+   a new **generation**; a reader that finds ``WRITING`` knows the writer died half-way.
+4. A bigger image grows the segment in place; it never shrinks under other processes.
+5. Readers copy the pixels out before unlocking: nothing that points into the mapping
+   outlives the lock.
+
+The header (``tkshm.header``) is a 76-byte record in the first page; pixels follow at 4096:
+
+=======  ====  ===============  ===================================================
+offset   size  field            meaning
+=======  ====  ===============  ===================================================
+0        8     magic            ``b"TKSHMSEG"``
+8        2     version          1
+10       2     header_size      4096, the offset of the first pixel
+12       4     state            0 EMPTY, 1 WRITING, 2 READY
+16       8     generation       bumped on every write
+24       8     width, height    pixels (u32 each)
+32       4     pixel_format     1 = RGBA, 8 bits per channel
+36       4     stride           ``width * 4``
+40       8     payload_length   ``stride * height``
+48       8     capacity         bytes available for pixels
+56       4     writer_pid       last writer
+60       4     flags            reserved
+64       8     write_time_ns    when the write finished
+72       4     crc32            of bytes 0..71
+128      2+n   key              UTF-8 key, for ``tkshm list`` (not trusted)
+=======  ====  ===============  ===================================================
+
+Where the segment lives: a file in ``/dev/shm/tkshm-<uid>/`` (0700) on Linux, the same in a
+per-user temporary directory elsewhere on POSIX (``TKSHM_DIR`` overrides both), and a named
+file mapping (``CreateFileMapping`` through ``mmap``'s ``tagname``) on Windows.
+
+Errors all derive from :class:`TkshmError`; see :mod:`tkshm.errors` for the tree.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import os
+import re
+import struct
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from typing import Any, Final
+
+import portalocker
+from PIL import Image
+
+from .errors import (
+    CorruptSegmentError,
+    ImageError,
+    ImageTooLargeError,
+    IncompleteImageError,
+    InvalidKeyError,
+    LockTimeoutError,
+    OutOfSharedMemoryError,
+    SegmentNotFoundError,
+    SegmentTooSmallError,
+    TkshmError,
+    UnsafePathError,
+)
+from .header import BYTES_PER_PIXEL, GENERATION_OFFSET, HEADER_SIZE, RECORD_SIZE, Header, State
+from .images import to_rgba
+
+# The platform is decided once, here; nothing else in tkshm asks which OS it runs on.
+if sys.platform == "win32":  # pragma: no cover - runs only in the Windows CI job
+    from . import _windows as _backend
+else:
+    from . import _posix as _backend
+
+__all__ = [
+    "DEFAULT_KEY",
+    "DEFAULT_TIMEOUT",
+    "CopyStats",
+    "CorruptSegmentError",
+    "ImageError",
+    "ImageTooLargeError",
+    "IncompleteImageError",
+    "InvalidKeyError",
+    "LockTimeoutError",
+    "OutOfSharedMemoryError",
+    "Segment",
+    "SegmentInfo",
+    "SegmentNotFoundError",
+    "SegmentTooSmallError",
+    "TkshmError",
+    "UnsafePathError",
+    "clean",
+    "info",
+    "list_segments",
+    "native_name",
+    "publish",
+    "read_image",
+    "segment_directory",
+]
+
+DEFAULT_KEY: Final = "tkshm"
+# Long enough to ride out a writer copying an 8K image many times over; short enough that a
+# stuck peer turns into a message instead of a frozen program.
+DEFAULT_TIMEOUT: Final = 5.0
+# Keys are names, not data: a bound keeps them printable and storable in the header page.
+MAX_KEY_LENGTH: Final = 255
+_KEY_OFFSET: Final = 128
+_KEY_LENGTH: Final = struct.Struct("<H")
+_GENERATION: Final = struct.Struct("<Q")
+_SLUG_UNSAFE: Final = re.compile(r"[^A-Za-z0-9_-]+")
+_TIMER: Final = time.perf_counter
+
+
+def native_name(key: str) -> str:
+    """The OS-level name for a key: a readable slug plus a hash of the whole key.
+
+    The key is never used as a path: ``../../etc/passwd`` becomes ``tkshm_etc_passwd_<hash>``,
+    and two different keys always get different hashes, so they never share a segment.
+    """
+    if not isinstance(key, str) or not key:
+        raise InvalidKeyError("The key must be a non-empty string, for example 'tkshm'.")
+    if "\0" in key:
+        raise InvalidKeyError("The key must not contain a NUL character.")
+    if len(key) > MAX_KEY_LENGTH:
+        raise InvalidKeyError(f"The key is {len(key):,} characters long; use at most {MAX_KEY_LENGTH}.")
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    slug = _SLUG_UNSAFE.sub("_", key).strip("_")[:32]
+    return f"tkshm_{slug}_{digest}" if slug else f"tkshm_{digest}"
+
+
+def segment_directory() -> str:
+    """Where this user's segments live (POSIX); ``TKSHM_DIR`` overrides it."""
+    return _backend.segment_directory()
+
+
+@dataclass(frozen=True)
+class CopyStats:
+    """How long the last copy took: the lesson a teacher wants on screen."""
+
+    lock_wait_s: float
+    copy_s: float
+    nbytes: int
+
+
+@dataclass(frozen=True)
+class SegmentInfo:
+    """What a segment's header says, without its pixels."""
+
+    key: str | None
+    name: str
+    path: str
+    state: str  # "empty", "writing", "ready", or "damaged"
+    generation: int
+    width: int
+    height: int
+    payload_bytes: int
+    capacity: int
+    writer_pid: int
+    write_time_ns: int
+    in_use: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _info_from_header(header: Header, key: str | None, name: str, path: str, in_use: bool) -> SegmentInfo:
+    return SegmentInfo(
+        key, name, path, header.state.name.lower(), header.generation, header.width,
+        header.height, header.payload_length, header.capacity, header.writer_pid,
+        header.write_time_ns, in_use,
+    )  # fmt: skip
+
+
+_open_segments: set[Segment] = set()
+
+
+@atexit.register
+def _detach_all() -> None:
+    # A normal exit detaches cleanly, so the last holder removes the files right away.
+    # (After a crash the next attach, create or list removes them instead.)
+    for segment in list(_open_segments):
+        segment.close()
+
+
+class Segment:
+    """An attached segment: ``QSharedMemory`` after ``create()`` or ``attach()``.
+
+    Use :meth:`create` (create or join) or :meth:`attach` (join only); ``close()``/``detach()``
+    or the end of a ``with`` block detaches. The segment lives while any process is attached.
+    """
+
+    def __init__(self, key: str, create_capacity: int | None) -> None:
+        self.key = key
+        self.name = native_name(key)
+        self.last_stats: CopyStats | None = None
+        self._lock_wait = 0.0
+        self._file = _backend.SegmentFile.open(self.name, key, create_capacity)
+        _open_segments.add(self)
+
+    @classmethod
+    def create(cls, key: str = DEFAULT_KEY, capacity: int = 0) -> Segment:
+        """Create the segment with room for ``capacity`` bytes of pixels, or attach to the
+        existing one (which a later write grows if needed)."""
+        return cls(key, max(0, capacity))
+
+    @classmethod
+    def attach(cls, key: str = DEFAULT_KEY) -> Segment:
+        """Attach to an existing segment; raise :class:`SegmentNotFoundError` if none."""
+        return cls(key, None)
+
+    # -- the QSharedMemory vocabulary -------------------------------------------------
+    @property
+    def path(self) -> str:
+        """The file (POSIX) or mapping name (Windows) behind the segment."""
+        return self._file.path
+
+    @property
+    def is_attached(self) -> bool:
+        return self._file.map is not None
+
+    @property
+    def size(self) -> int:
+        """Bytes mapped, header included (``QSharedMemory::size``)."""
+        return len(self._mapping())
+
+    def detach(self) -> bool:
+        """Unmap and leave; return True if we were the last holder and removed the segment.
+
+        Idempotent: detaching twice is harmless.
+        """
+        _open_segments.discard(self)
+        return self._file.close()
+
+    close = detach
+
+    def __enter__(self) -> Segment:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.detach()
+
+    def __repr__(self) -> str:
+        state = "attached" if self.is_attached else "detached"
+        return f"<Segment key={self.key!r} {state} path={self.path!r}>"
+
+    def _mapping(self) -> Any:
+        if self._file.map is None:
+            raise TkshmError(f"Segment {self.key!r} is detached; attach to it again.")
+        return self._file.map
+
+    @contextmanager
+    def lock(self, exclusive: bool = True, timeout: float = DEFAULT_TIMEOUT) -> Iterator[None]:
+        """Hold the segment's inter-process lock (``QSharedMemory::lock``).
+
+        Shared locks let many readers copy at once; the exclusive lock keeps everyone else
+        out while a writer changes the bytes. It is an advisory file lock, so the kernel
+        releases it the moment its holder exits or is killed -- no stale lock survives a
+        crash. Raises :class:`LockTimeoutError` after ``timeout`` seconds.
+        """
+        self._mapping()
+        wanted = portalocker.LockFlags.EXCLUSIVE if exclusive else portalocker.LockFlags.SHARED
+        flags = wanted | portalocker.LockFlags.NON_BLOCKING
+        started = _TIMER()
+        pause = 0.0005
+        while True:
+            try:
+                portalocker.lock(self._file.lock_fd, flags)
+                break
+            except portalocker.AlreadyLocked:
+                waited = _TIMER() - started
+                if waited >= timeout:
+                    raise LockTimeoutError(self.key, timeout) from None
+                # Poll with a growing pause: flock has no timed wait, and a reader that
+                # polls every few ms costs nothing next to the copy it is waiting for.
+                time.sleep(min(pause, timeout - waited))
+                pause = min(pause * 2, 0.01)
+        self._lock_wait = _TIMER() - started
+        try:
+            self._file.remap()  # another process may have grown the segment
+            yield
+        finally:
+            portalocker.unlock(self._file.lock_fd)
+
+    # -- header and pixels ------------------------------------------------------------
+    def _header(self) -> Header:
+        mapping = self._mapping()
+        return Header.unpack(memoryview(mapping)[:RECORD_SIZE], len(mapping))
+
+    def peek_generation(self) -> int:
+        """Read the generation counter without locking: a cheap "has anything changed?" for
+        followers to poll. A torn read only causes one extra, properly locked, read."""
+        return int(_GENERATION.unpack_from(self._mapping(), GENERATION_OFFSET)[0])
+
+    def info(self, timeout: float = DEFAULT_TIMEOUT) -> SegmentInfo:
+        """The header's fields, read under the shared lock; no pixels are copied."""
+        with self.lock(exclusive=False, timeout=timeout):
+            header = self._header()
+        return _info_from_header(header, self.key, self.name, self.path, True)
+
+    def write_image(self, image: Image.Image, timeout: float = DEFAULT_TIMEOUT) -> SegmentInfo:
+        """Copy an image into the segment under the exclusive lock, growing it if needed.
+
+        Any Pillow mode is converted to RGBA first (outside the lock). The header says
+        ``WRITING`` for the whole copy, so if we die half-way readers see an incomplete
+        image rather than a torn one; the next write repairs it.
+        """
+        rgba = to_rgba(image)
+        width, height = rgba.size
+        if width < 1 or height < 1:
+            raise ImageError("The image is empty (0 pixels); load another image.")
+        nbytes = width * height * BYTES_PER_PIXEL
+        with self.lock(exclusive=True, timeout=timeout):
+            started = _TIMER()
+            try:
+                generation = self._header().generation
+            except CorruptSegmentError:
+                generation = 0  # a damaged or hostile header: this write repairs it
+            if HEADER_SIZE + nbytes > len(self._mapping()):
+                self._file.grow(HEADER_SIZE + nbytes)
+            mapping = self._mapping()
+            header = Header(
+                State.WRITING, generation + 1, width, height, len(mapping) - HEADER_SIZE,
+                os.getpid(), time.time_ns(),
+            )  # fmt: skip
+            mapping[:RECORD_SIZE] = header.pack()
+            self._write_key(mapping)
+            _copy_into(mapping, rgba)
+            header = Header(
+                State.READY, header.generation, width, height, header.capacity,
+                header.writer_pid, time.time_ns(),
+            )  # fmt: skip
+            mapping[:RECORD_SIZE] = header.pack()
+            self.last_stats = CopyStats(self._lock_wait, _TIMER() - started, nbytes)
+        return _info_from_header(header, self.key, self.name, self.path, True)
+
+    def _write_key(self, mapping: Any) -> None:
+        raw = self.key.encode("utf-8", "surrogatepass")
+        mapping[_KEY_OFFSET : _KEY_OFFSET + 2 + len(raw)] = _KEY_LENGTH.pack(len(raw)) + raw
+
+    def read_image(self, timeout: float = DEFAULT_TIMEOUT) -> Image.Image:
+        """Copy the image out under the shared lock and return it as a new RGBA image.
+
+        The copy is ours: the returned image holds no reference to the mapping, so it stays
+        intact after we unlock, after others write, and after we detach.
+        """
+        with self.lock(exclusive=False, timeout=timeout):
+            started = _TIMER()
+            header = self._header()
+            if header.state is State.EMPTY:
+                raise SegmentNotFoundError(self.key)
+            if header.state is State.WRITING:
+                raise IncompleteImageError(self.key)
+            view = memoryview(self._mapping())
+            try:
+                pixels = bytes(view[HEADER_SIZE : HEADER_SIZE + header.payload_length])
+            finally:
+                view.release()
+            self.last_stats = CopyStats(self._lock_wait, _TIMER() - started, len(pixels))
+        # frombuffer wraps our private bytes without a second copy.
+        return Image.frombuffer("RGBA", (header.width, header.height), pixels, "raw", "RGBA", 0, 1)
+
+
+def _copy_into(mapping: Any, rgba: Image.Image) -> None:
+    """Copy RGBA pixels into the mapping with one pass of memcpy.
+
+    ``Image.tobytes()`` encodes in small chunks and joins them (about twice the cost of a
+    copy). Instead we wrap the mapping itself as a Pillow image and ``paste`` into it, which
+    copies row by row straight into shared memory. ``frombuffer`` marks such images
+    read-only to protect the buffer; here writing through is the point, so we clear that
+    flag (a documented attribute of ``Image.Image``, but one Pillow could change: the
+    fallback below keeps us correct if it ever does).
+    """
+    width, height = rgba.size
+    view = memoryview(mapping)[HEADER_SIZE : HEADER_SIZE + width * height * BYTES_PER_PIXEL]
+    try:
+        target = Image.frombuffer("RGBA", rgba.size, view, "raw", "RGBA", 0, 1)  # type: ignore[arg-type]
+        target.readonly = 0
+        target.paste(rgba, (0, 0))
+        shared = target.readonly == 0
+        del target
+        if not shared:  # pragma: no cover - only if Pillow changes how frombuffer works
+            view[:] = rgba.tobytes()
+    finally:
+        view.release()
+
+
+# -- module-level conveniences: the API most scripts need ------------------------------
+def publish(image: Image.Image, key: str = DEFAULT_KEY, timeout: float = DEFAULT_TIMEOUT) -> Segment:
+    """Publish an image under ``key`` and return the handle that keeps it alive.
+
+    The segment exists while the handle (or any other process) stays attached: ``close()``
+    it or use ``with publish(img, key="k"):``. Publishing again, from any process, overwrites.
+    """
+    width, height = image.size
+    segment = Segment.create(key, width * height * BYTES_PER_PIXEL)
+    try:
+        segment.write_image(image, timeout=timeout)
+    except BaseException:
+        segment.close()
+        raise
+    return segment
+
+
+def read_image(key: str = DEFAULT_KEY, timeout: float = DEFAULT_TIMEOUT) -> Image.Image:
+    """Attach, lock, copy the image out, unlock, detach: the Qt example's display button."""
+    with Segment.attach(key) as segment:
+        return segment.read_image(timeout=timeout)
+
+
+def info(key: str = DEFAULT_KEY, timeout: float = DEFAULT_TIMEOUT) -> SegmentInfo:
+    """The header of the segment under ``key``, read under the shared lock."""
+    with Segment.attach(key) as segment:
+        return segment.info(timeout=timeout)
+
+
+def list_segments() -> list[SegmentInfo]:
+    """This user's segments, in use or orphaned, from their headers (no locks taken).
+
+    An orphan is a segment whose every holder has gone (killed, typically); ``clean``
+    removes it, and so does the next attach.
+    """
+    found: list[SegmentInfo] = []
+    for name, path, size, in_use in _backend.list_entries():
+        raw = _backend.read_header_bytes(path)
+        key = _stored_key(raw)
+        try:
+            header = Header.unpack(raw[:RECORD_SIZE], size or 0)
+        except CorruptSegmentError:
+            found.append(SegmentInfo(key, name, path, "damaged", 0, 0, 0, 0, 0, 0, 0, in_use))
+            continue
+        found.append(_info_from_header(header, key, name, path, in_use))
+    return found
+
+
+def _stored_key(raw: bytes) -> str | None:
+    if len(raw) < _KEY_OFFSET + 2:
+        return None
+    (length,) = _KEY_LENGTH.unpack_from(raw, _KEY_OFFSET)
+    data = raw[_KEY_OFFSET + 2 : _KEY_OFFSET + 2 + length]
+    return data.decode("utf-8", "replace") if 0 < length == len(data) else None
+
+
+def clean() -> list[str]:
+    """Remove this user's orphaned segments (no process attached); never one in use."""
+    return _backend.remove_orphans()
