@@ -262,12 +262,13 @@ def _attach_or_create(dir_path: str, dir_fd: int, name: str, key: str, create_ca
                 _remove(dir_fd, name)
             os.close(fd)
             continue
-        # Someone is attached. Join them; this waits only while a detacher or cleaner holds
-        # the exclusive lock for the few system calls it needs.
-        fcntl.flock(fd, fcntl.LOCK_SH)
-        if _same_file(dir_fd, entry, fd):
+        if _try_flock(fd, fcntl.LOCK_SH) and _same_file(dir_fd, entry, fd):
+            # Others hold shared presence locks: the segment is alive. Join them.
             return fd
-        os.close(fd)  # it was removed between our open and our lock: look again
+        # Someone holds the exclusive lock: a detacher or a cleaner, for a few system calls.
+        # Wait it out, then look again from the start (it has probably removed the file).
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        os.close(fd)
     raise TkshmError(f"Could not attach to shared memory segment {key!r}: it keeps changing. Try again.")
 
 

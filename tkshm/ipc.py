@@ -51,6 +51,7 @@ import os
 import re
 import struct
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -204,6 +205,9 @@ class Segment:
         self.name = native_name(key)
         self.last_stats: CopyStats | None = None
         self._lock_wait = 0.0
+        # The file lock is per open file, so it cannot keep two threads of this process
+        # apart; this lock does (a window's worker thread and its follow timer, say).
+        self._thread_lock = threading.RLock()
         self._file = _backend.SegmentFile.open(self.name, key, create_capacity)
         _open_segments.add(self)
 
@@ -239,7 +243,8 @@ class Segment:
         Idempotent: detaching twice is harmless.
         """
         _open_segments.discard(self)
-        return self._file.close()
+        with self._thread_lock:
+            return self._file.close()
 
     close = detach
 
@@ -267,6 +272,10 @@ class Segment:
         releases it the moment its holder exits or is killed -- no stale lock survives a
         crash. Raises :class:`LockTimeoutError` after ``timeout`` seconds.
         """
+        with self._thread_lock:
+            yield from self._locked(exclusive, timeout)
+
+    def _locked(self, exclusive: bool, timeout: float) -> Iterator[None]:
         self._mapping()
         wanted = portalocker.LockFlags.EXCLUSIVE if exclusive else portalocker.LockFlags.SHARED
         flags = wanted | portalocker.LockFlags.NON_BLOCKING
