@@ -299,10 +299,12 @@ def _create(dir_path: str, dir_fd: int, name: str, capacity: int) -> int | None:
     return fd
 
 
-def list_entries() -> Iterator[tuple[str, str, int | None, bool]]:
-    """Yield ``(name, path, size, in_use)`` for this user's segment files, temporary ones too.
+def list_entries() -> Iterator[tuple[str, str, int, bool, bytes | None]]:
+    """Yield ``(name, path, size, in_use, header_page)`` for this user's segment files.
 
-    ``in_use`` is False for an orphan: a file whose presence lock nobody holds.
+    ``in_use`` is False for an orphan: a file whose presence lock nobody holds. The header
+    page is read under a non-blocking shared data lock; it is None while a writer holds the
+    lock, so a header caught half-rewritten is never mistaken for a damaged one.
     """
     try:
         dir_path, dir_fd = open_directory(create=False)
@@ -316,24 +318,29 @@ def list_entries() -> Iterator[tuple[str, str, int | None, bool]]:
                 fd = _open_file(dir_path, dir_fd, entry, 0)
             except (FileNotFoundError, TkshmError):
                 continue
+            name = entry[: -len(SEGMENT_SUFFIX)] if entry.endswith(SEGMENT_SUFFIX) else entry
             try:
                 in_use = not _try_flock(fd, fcntl.LOCK_EX)
                 size = os.fstat(fd).st_size
+                page = _read_header_page(dir_path, dir_fd, name, fd)
             finally:
                 os.close(fd)  # closing drops any lock we took
-            name = entry[: -len(SEGMENT_SUFFIX)] if entry.endswith(SEGMENT_SUFFIX) else entry
-            yield name, os.path.join(dir_path, entry), size, in_use
+            yield name, os.path.join(dir_path, entry), size, in_use, page
     finally:
         os.close(dir_fd)
 
 
-def read_header_bytes(path: str) -> bytes:
-    """Peek at a segment file's header record without attaching (for ``list``)."""
-    fd = os.open(path, os.O_RDONLY | _OPEN_FLAGS)
+def _read_header_page(dir_path: str, dir_fd: int, name: str, seg_fd: int) -> bytes | None:
     try:
-        return os.pread(fd, HEADER_SIZE, 0)
+        lock_fd = _open_file(dir_path, dir_fd, name + LOCK_SUFFIX, 0)
+    except (FileNotFoundError, TkshmError):  # an orphan or a temporary file: no writer
+        return os.pread(seg_fd, HEADER_SIZE, 0)
+    try:
+        if not _try_flock(lock_fd, fcntl.LOCK_SH):
+            return None
+        return os.pread(seg_fd, HEADER_SIZE, 0)
     finally:
-        os.close(fd)
+        os.close(lock_fd)
 
 
 def remove_orphans() -> list[str]:

@@ -20,6 +20,8 @@ from typing import Final
 from .errors import SegmentNotFoundError, SegmentTooSmallError
 from .header import HEADER_SIZE, MAGIC, Header
 
+TEMP_SUFFIX: Final = ".tmp"  # unused here: mappings are created atomically by Windows
+
 # 7680 x 4320 RGBA: any image up to 8K fits without re-creating the mapping.
 DEFAULT_CAPACITY: Final = 7680 * 4320 * 4
 _CAPACITY: Final = slice(48, 56)  # the header's capacity field
@@ -89,23 +91,23 @@ class WindowsSegmentFile:
 SegmentFile = WindowsSegmentFile
 
 
-def list_entries() -> Iterator[tuple[str, str, int | None, bool]]:
-    """Windows cannot enumerate named mappings; we list what our lock files name."""
+def list_entries() -> Iterator[tuple[str, str, int, bool, bytes | None]]:
+    """Windows cannot enumerate named mappings; we look up those our lock files name."""
     folder = segment_directory()
     if not os.path.isdir(folder):
         return
     for entry in sorted(os.listdir(folder)):
-        if entry.endswith(".lock"):
-            name = entry[: -len(".lock")]
-            yield name, "Local\\" + name, None, True
-
-
-def read_header_bytes(path: str) -> bytes:
-    probe = mmap.mmap(-1, HEADER_SIZE, tagname=path)  # type: ignore[call-arg]  # Windows-only argument
-    try:
-        return bytes(probe[:HEADER_SIZE])
-    finally:
-        probe.close()
+        if not entry.endswith(".lock"):
+            continue
+        name = entry[: -len(".lock")]
+        probe = mmap.mmap(-1, HEADER_SIZE, tagname="Local\\" + name)  # type: ignore[call-arg]
+        try:
+            page = bytes(probe[:HEADER_SIZE])
+        finally:
+            probe.close()
+        if page.startswith(MAGIC):
+            size = HEADER_SIZE + int.from_bytes(page[_CAPACITY], "little")
+            yield name, "Local\\" + name, size, True, page
 
 
 def remove_orphans() -> list[str]:

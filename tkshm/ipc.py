@@ -208,6 +208,7 @@ class Segment:
         # The file lock is per open file, so it cannot keep two threads of this process
         # apart; this lock does (a window's worker thread and its follow timer, say).
         self._thread_lock = threading.RLock()
+        self._held: str | None = None  # "shared" or "exclusive" while we hold the file lock
         self._file = _backend.SegmentFile.open(self.name, key, create_capacity)
         _open_segments.add(self)
 
@@ -273,6 +274,17 @@ class Segment:
         crash. Raises :class:`LockTimeoutError` after ``timeout`` seconds.
         """
         with self._thread_lock:
+            if self._held is not None:
+                # Nested inside our own lock (e.g. read_image in a ``with lock()`` block).
+                # A second flock on the same open file would *convert* the lock, and its
+                # unlock would end the outer block's protection too; so reuse what we hold.
+                if exclusive and self._held == "shared":
+                    raise TkshmError(
+                        f"Segment {self.key!r} is locked for reading here; release that lock before writing."
+                    )
+                self._lock_wait = 0.0
+                yield
+                return
             yield from self._locked(exclusive, timeout)
 
     def _locked(self, exclusive: bool, timeout: float) -> Iterator[None]:
@@ -294,10 +306,12 @@ class Segment:
                 time.sleep(min(pause, timeout - waited))
                 pause = min(pause * 2, 0.01)
         self._lock_wait = _TIMER() - started
+        self._held = "exclusive" if exclusive else "shared"
         try:
             self._file.remap()  # another process may have grown the segment
             yield
         finally:
+            self._held = None
             portalocker.unlock(self._file.lock_fd)
 
     # -- header and pixels ------------------------------------------------------------
@@ -433,19 +447,23 @@ def info(key: str = DEFAULT_KEY, timeout: float = DEFAULT_TIMEOUT) -> SegmentInf
 
 
 def list_segments() -> list[SegmentInfo]:
-    """This user's segments, in use or orphaned, from their headers (no locks taken).
+    """This user's segments, in use or orphaned, from their headers (never waiting on a lock).
 
-    An orphan is a segment whose every holder has gone (killed, typically); ``clean``
-    removes it, and so does the next attach.
+    An orphan is a segment whose every holder has gone (killed, typically); it is listed as
+    such, and ``clean`` or the next attach or create removes it. A segment being written
+    right now is listed as ``writing``; a file still being created as ``temporary``.
     """
     found: list[SegmentInfo] = []
-    for name, path, size, in_use in _backend.list_entries():
-        raw = _backend.read_header_bytes(path)
-        key = _stored_key(raw)
+    for name, path, size, in_use, page in _backend.list_entries():
+        if page is None:
+            found.append(SegmentInfo(None, name, path, "writing", 0, 0, 0, 0, 0, 0, 0, in_use))
+            continue
+        key = _stored_key(page)
         try:
-            header = Header.unpack(raw[:RECORD_SIZE], size or 0)
+            header = Header.unpack(page[:RECORD_SIZE], size)
         except CorruptSegmentError:
-            found.append(SegmentInfo(key, name, path, "damaged", 0, 0, 0, 0, 0, 0, 0, in_use))
+            state = "temporary" if name.endswith(_backend.TEMP_SUFFIX) else "damaged"
+            found.append(SegmentInfo(key, name, path, state, 0, 0, 0, 0, 0, 0, 0, in_use))
             continue
         found.append(_info_from_header(header, key, name, path, in_use))
     return found
