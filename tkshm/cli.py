@@ -69,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     command("clean", "Remove orphaned segments (those no process is attached to).")
     window = command("gui", "Open the window (the default when no command is given).")
     window.add_argument("--lang", default=argparse.SUPPRESS, help="language of the window: en or zh_CN")
+    window.add_argument("--geometry", help="window size and place, as in Tk: WxH+X+Y or +X+Y")
+    commands.add_parser(
+        "install-desktop", help="Add the window to your desktop menu (an XDG .desktop entry and icon)."
+    )
+    commands.add_parser("uninstall-desktop", help="Remove the desktop menu entry and icon again.")
     return parser
 
 
@@ -90,6 +95,11 @@ def gui_main() -> int:
     return main(["gui", *sys.argv[1:]])
 
 
+def _printable(text: str) -> str:
+    """Escape control characters, so that a file name or key can never break a line in two."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _fail(message: str) -> int:
     print(f"tkshm: {' '.join(message.split())}", file=sys.stderr)
     return EXIT_ERROR
@@ -108,8 +118,8 @@ def _put(args: argparse.Namespace) -> int:
         info = segment.info()
         frames = f", first of {loaded.frame_count} frames" if loaded.is_animated else ""
         print(
-            f"Published {args.image} ({info.width}x{info.height}{frames}) under key "
-            f"{args.key!r}, generation {info.generation}. Press Ctrl+C to detach.",
+            f"Published {_printable(args.image)} ({info.width}x{info.height}{frames}) under key "
+            f"{_printable(repr(args.key))}, generation {info.generation}. Press Ctrl+C to detach.",
             flush=True,
         )
         while not stop.wait(0.5):  # a timed wait lets signal handlers run promptly
@@ -143,7 +153,7 @@ def _when(ns: int) -> str:
 
 def _describe(info: ipc.SegmentInfo) -> str:
     rows = [
-        ("key", info.key if info.key is not None else "?"),
+        ("key", _printable(info.key) if info.key is not None else "?"),
         ("path", info.path),
         ("state", info.state),
         ("in use", "yes" if info.in_use else "no (orphaned)"),
@@ -172,7 +182,7 @@ def _list(args: argparse.Namespace) -> int:
         for s in segments:
             used = "in use" if s.in_use else "orphaned"
             print(
-                f"{s.key or s.name!s:<24} {s.state:<8} {used:<8} "
+                f"{_printable(s.key or s.name):<24} {s.state:<8} {used:<8} "
                 f"{s.width}x{s.height}  gen {s.generation}  {s.path}"
             )
     return 0
@@ -191,7 +201,36 @@ def _gui(args: argparse.Namespace) -> int:
         from .app import run
     except ImportError as exc:
         return _fail(f"The window needs tkinter, which this Python lacks ({exc}); install python3-tk.")
-    return run(key=args.key, lang=args.lang)
+    return run(key=args.key, lang=args.lang, geometry=getattr(args, "geometry", None))
 
 
-_COMMANDS = {"put": _put, "get": _get, "info": _info, "list": _list, "clean": _clean, "gui": _gui}
+def _install_desktop(args: argparse.Namespace) -> int:
+    from . import desktop
+
+    try:
+        written = desktop.install()
+    except OSError as exc:
+        return _fail(f"Cannot install the desktop entry: {exc.strerror or exc} ({exc.filename}).")
+    for path in written:
+        print(f"Installed {path}")
+    return 0
+
+
+def _uninstall_desktop(args: argparse.Namespace) -> int:
+    from . import desktop
+
+    try:
+        removed = desktop.uninstall()
+    except OSError as exc:
+        return _fail(f"Cannot remove the desktop entry: {exc.strerror or exc} ({exc.filename}).")
+    for path in removed:
+        print(f"Removed {path}")
+    if not removed:
+        print("The desktop entry was not installed; nothing to remove.")
+    return 0
+
+
+_COMMANDS = {
+    "put": _put, "get": _get, "info": _info, "list": _list, "clean": _clean, "gui": _gui,
+    "install-desktop": _install_desktop, "uninstall-desktop": _uninstall_desktop,
+}  # fmt: skip
