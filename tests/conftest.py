@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 
@@ -11,9 +13,9 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from peer import Peer  # noqa: E402
+from peer import Peer
 
-from tkshm import ipc  # noqa: E402
+from tkshm import ipc
 
 
 def files_for(key: str) -> list[str]:
@@ -50,3 +52,19 @@ def peers() -> Iterator[list[Peer]]:
     yield started
     for p in started:
         p.close()
+
+
+@pytest.fixture
+def isolated_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A private segment directory in /dev/shm (``TKSHM_DIR``) for this test and its peers.
+
+    For tests that list or clean *every* segment: in the shared directory they would see, or
+    remove, the orphans of other test runs. The test fails if anything is left in it.
+    """
+    base = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    path = tempfile.mkdtemp(prefix="tkshm-test-", dir=base)  # mode 0700, as tkshm wants
+    monkeypatch.setenv("TKSHM_DIR", path)
+    yield path
+    left = sorted(os.listdir(path))
+    shutil.rmtree(path)
+    assert not left, f"files left behind in {path}: {left}"

@@ -43,3 +43,53 @@ def seed_of(image: Image.Image) -> int:
     assert ImageChops.difference(blue, _tile_xor(width, height)).getbbox() is None, "pixels moved"
     assert ImageChops.difference(alpha, _row_band(width, height)).getbbox() is None, "rows moved"
     return int(r_lo) | int(g_lo) << 8
+
+
+# Every mode the segment must carry (``to_rgba`` turns each into RGBA). "La" is missing on
+# purpose: Pillow has no route from it to RGB (see test_ipc_unit.py).
+MODES = (
+    "RGBA", "RGB", "RGBX", "RGBa", "L", "LA", "P", "PA", "1", "I;16", "I;16B", "I", "F",
+    "CMYK", "YCbCr", "HSV", "LAB",
+)  # fmt: skip
+
+
+def _palette(seed: int) -> list[int]:
+    return [channel for i in range(256) for channel in ((i * 7 + seed) % 256, (i * 13) % 256, 255 - i)]
+
+
+def sample(mode: str, width: int, height: int, seed: int) -> Image.Image:
+    """A ``width`` x ``height`` image in ``mode`` whose values span the mode's range.
+
+    Deterministic, so the publishing and the reading process build the same image and can
+    compare ``to_rgba`` of it byte for byte. Palette images carry a transparent index.
+    """
+    base = pattern(width, height, seed)
+    red, green, blue, alpha = base.split()  # red/green: the seed; blue: x ^ y; alpha: y
+    one = ImageChops.add_modulo(blue, red)
+    two = ImageChops.add_modulo(alpha, green)
+    three = ImageChops.invert(blue)
+    if mode in ("RGBA", "RGBa"):
+        return Image.merge("RGBA", (one, two, three, alpha)).convert(mode)
+    if mode in ("RGB", "RGBX", "YCbCr", "HSV", "LAB"):
+        rgb = Image.merge("RGB", (one, two, three))
+        return rgb.convert(mode) if mode in ("RGBX", "YCbCr") else Image.merge(mode, rgb.split())
+    if mode in ("L", "F"):
+        return one.convert(mode)
+    if mode == "LA":
+        return Image.merge("LA", (one, alpha))
+    if mode in ("P", "PA"):
+        indexed = one.convert("P")
+        indexed.putpalette(_palette(seed))
+        if mode == "PA":
+            return Image.merge("PA", (indexed, alpha))
+        indexed.info["transparency"] = seed % 256
+        return indexed
+    if mode == "1":
+        return one.convert("1", dither=Image.Dither.NONE)
+    if mode in ("I", "I;16", "I;16B"):
+        # 0..255 -> 0..65535, so the full 16-bit range (65535 included) is there.
+        wide = one.convert("I").point(lambda v: v * 257)
+        return wide if mode == "I" else wide.convert(mode)
+    if mode == "CMYK":
+        return Image.merge("CMYK", (one, two, three, alpha))
+    raise ValueError(f"no sample for mode {mode!r}")

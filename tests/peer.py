@@ -16,12 +16,30 @@ Commands (child side, see ``_handle``):
   attach key                            attach and stay attached
   hold_lock key exclusive               attach, take the lock and keep holding it -> "locked"
   publish_loop key width height         publish pattern images forever (a target for SIGKILL)
+  publish_sample key mode width height seed
+                                        publish patterns.sample(...) in that mode, stay attached
+  read_handle key                       read through the handle already open under key
+                                        -> {"seed", "width", "height", "size"}
+  digest key                            read_image -> {"sha256" of the RGBA bytes, "width", ...}
+  info key                              ipc.info -> the SegmentInfo fields
+  write_loop key width height seeds duration
+                                        write pattern(seed) for each seed in turn, through one
+                                        handle, for ``duration`` seconds (at least once each)
+                                        -> {"count"}
+  read_loop key duration                read (alternately through a kept handle and with
+                                        read_image), checking every image with seed_of,
+                                        for ``duration`` seconds -> {"count", "seen": {seed: size}}
+  tear_header key                       write half of a new header over the segment's header,
+                                        as a writer preempted mid-copy leaves it (hold the lock)
+  umask mask                            set this process's umask
   pid                                   -> {"pid"}
   exit                                  detach everything and exit 0
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import queue
@@ -29,14 +47,31 @@ import signal
 import subprocess
 import sys
 import threading
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_DEADLINE = 60.0
+T = TypeVar("T")
 
 
 class PeerError(AssertionError):
     """The peer replied with an error, died, or did not answer in time."""
+
+
+def wait_until(condition: Callable[[], T | None], what: str, deadline: float = DEFAULT_DEADLINE) -> T:
+    """Poll ``condition`` until it returns something truthy, and return that; fail loudly
+    with ``what`` if the deadline passes first. The short pause keeps the poll cheap; it is
+    never what the test relies on."""
+    end = time.monotonic() + deadline
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > end:
+            raise PeerError(f"gave up after {deadline} s waiting for {what}")
+        time.sleep(0.001)
 
 
 class Peer:
@@ -91,14 +126,12 @@ class Peer:
             self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=DEFAULT_DEADLINE)
 
-    def close(self) -> None:
+    def close(self, deadline: float = DEFAULT_DEADLINE) -> None:
         if self.proc.poll() is None:
+            with contextlib.suppress(PeerError, BrokenPipeError, OSError):
+                self.call("exit", deadline=deadline)
             try:
-                self.call("exit", deadline=DEFAULT_DEADLINE)
-            except (PeerError, BrokenPipeError, OSError):
-                pass
-            try:
-                self.proc.wait(timeout=DEFAULT_DEADLINE)
+                self.proc.wait(timeout=deadline)
             except subprocess.TimeoutExpired:
                 self.kill()
         for stream in (self.proc.stdin, self.proc.stdout):
@@ -115,16 +148,26 @@ class Peer:
 # ---------------------------------------------------------------------------- child side
 def _child() -> None:
     sys.path.insert(0, HERE)
-    from patterns import pattern, seed_of
+    from patterns import pattern, sample, seed_of
 
     from tkshm import ipc
+    from tkshm.header import RECORD_SIZE, Header, State
     from tkshm.images import load_image
 
     handles: dict[str, ipc.Segment] = {}
+    # Locks taken by hold_lock. Keeping the context managers referenced matters: a dropped
+    # one is garbage-collected, which closes its generator and so releases the lock.
+    locks: list[contextlib.AbstractContextManager[None]] = []
 
     def say(**answer: Any) -> None:
         sys.stdout.write(json.dumps(answer) + "\n")
         sys.stdout.flush()
+
+    def held(key: str, create: bool) -> ipc.Segment:
+        # The handle already open under key, or a new one (never a second, leaked attach).
+        if key not in handles:
+            handles[key] = ipc.Segment.create(key) if create else ipc.Segment.attach(key)
+        return handles[key]
 
     def handle(cmd: dict[str, Any]) -> bool:
         op, key = cmd["op"], cmd.get("key", ipc.DEFAULT_KEY)
@@ -156,17 +199,65 @@ def _child() -> None:
             else:
                 say(error=None)
         elif op == "hold_lock":
-            segment = handles.setdefault(key, ipc.Segment.attach(key))
+            segment = held(key, create=False)
             lock = segment.lock(exclusive=cmd.get("exclusive", True))
             lock.__enter__()  # held until the process exits or is killed
+            locks.append(lock)
             say(locked=True)
         elif op == "publish_loop":
-            segment = handles.setdefault(key, ipc.Segment.create(key))
+            segment = held(key, create=True)
             say(started=True)
             seed = cmd.get("seed", 1)
             while True:
                 segment.write_image(pattern(cmd["width"], cmd["height"], seed))
                 seed = (seed + 1) % 65536
+        elif op == "publish_sample":
+            image = sample(cmd["mode"], cmd["width"], cmd["height"], cmd["seed"])
+            handles[key] = ipc.publish(image, key=key)
+            say(gen=handles[key].info().generation)
+        elif op == "read_handle":
+            image = handles[key].read_image()
+            say(seed=seed_of(image), width=image.width, height=image.height, size=handles[key].size)
+        elif op == "digest":
+            image = ipc.read_image(key=key)
+            digest = hashlib.sha256(image.tobytes()).hexdigest()
+            say(sha256=digest, mode=image.mode, width=image.width, height=image.height)
+        elif op == "info":
+            say(**ipc.info(key=key).as_dict())
+        elif op == "write_loop":
+            segment = held(key, create=True)
+            images = [pattern(cmd["width"], cmd["height"], seed) for seed in cmd["seeds"]]
+            count, end = 0, time.monotonic() + cmd["duration"]
+            while count < len(images) or time.monotonic() < end:
+                segment.write_image(images[count % len(images)])
+                count += 1
+            say(count=count)
+        elif op == "read_loop":
+            segment = held(key, create=False)
+            seen: dict[str, list[int]] = {}
+            count, end = 0, time.monotonic() + cmd["duration"]
+            while count < 2 or time.monotonic() < end:
+                image = segment.read_image() if count % 2 else ipc.read_image(key=key)
+                seen[str(seed_of(image))] = [image.width, image.height]
+                count += 1
+            say(count=count, seen=seen)
+        elif op == "tear_header":
+            # What a reader sees if it looks while a writer is half-way through copying the
+            # 76-byte header record: the first half of the next header over the rest of this
+            # one. Only ever done while holding the exclusive lock (hold_lock), as a writer
+            # does; the header is read with pread, since a nested segment.lock() would give
+            # that lock up.
+            fd = os.open(handles[key].path, os.O_RDWR | os.O_CLOEXEC)
+            try:
+                old = Header.unpack(os.pread(fd, RECORD_SIZE, 0), os.fstat(fd).st_size)
+                new = Header(State.WRITING, old.generation + 1, 640, 480, old.capacity, os.getpid(), 0).pack()
+                os.pwrite(fd, new[: len(new) // 2], 0)
+            finally:
+                os.close(fd)
+            say(ok=True)
+        elif op == "umask":
+            os.umask(cmd["mask"])
+            say(ok=True)
         elif op == "pid":
             say(pid=os.getpid())
         elif op == "exit":

@@ -1,0 +1,525 @@
+"""The ``tkshm`` command line, run as a user runs it: ``python -m tkshm ...`` in a subprocess.
+
+Every test runs in a private segment directory (``TKSHM_DIR``, in /dev/shm), because ``list``
+and ``clean`` act on *all* of this user's segments. Errors must be one line on stderr, never
+a traceback; ``put`` stays attached until a signal; and nothing but the window needs tkinter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import files_for
+from patterns import sample
+from PIL import Image
+
+from tkshm import ipc
+from tkshm.images import MAX_PIXELS, load_image
+
+DEADLINE = 60.0
+
+# Run before tkshm: make this Python behave as one built without tkinter, and record every
+# attempt to import it (a caught ImportError would hide the attempt from sys.modules).
+NO_TKINTER = r"""
+import atexit, json, os, sys
+
+attempts = []
+
+class NoTkinter:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in ("tkinter", "_tkinter"):
+            attempts.append(name)
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, NoTkinter())
+for name in [m for m in sys.modules if m.partition(".")[0] in ("tkinter", "_tkinter")]:
+    del sys.modules[name]
+
+@atexit.register
+def report():
+    loaded = sorted(m for m in sys.modules if m.partition(".")[0] in ("tkinter", "_tkinter"))
+    with open(os.environ["TKSHM_TEST_REPORT"], "w") as out:
+        json.dump({"attempts": attempts, "loaded": loaded}, out)
+"""
+RUN_TKSHM = "import runpy; runpy.run_module('tkshm', run_name='__main__', alter_sys=True)"
+
+
+@pytest.fixture(autouse=True)
+def private_segments(isolated_dir: str) -> str:
+    return isolated_dir
+
+
+def command(*args: str, no_tkinter: bool = False) -> list[str]:
+    if no_tkinter:
+        return [sys.executable, "-c", NO_TKINTER + RUN_TKSHM, *args]
+    return [sys.executable, "-m", "tkshm", *args]
+
+
+def tkshm(
+    *args: str, no_tkinter: bool = False, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        command(*args, no_tkinter=no_tkinter),
+        capture_output=True, text=True, timeout=DEADLINE, env={**os.environ, **(env or {})},
+    )  # fmt: skip
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> str:
+    """A failed command: non-zero status, nothing on stdout, exactly one line on stderr."""
+    assert result.returncode != 0, result
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.stdout == "", result.stdout
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].strip(), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+class Put:
+    """A running ``tkshm put``: its stdout is read line by line, so waits have deadlines."""
+
+    def __init__(self, image: Path, key: str, *, no_tkinter: bool = False, env: dict[str, str] | None = None):
+        self.proc = subprocess.Popen(
+            command("put", "--key", key, str(image), no_tkinter=no_tkinter),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})},
+        )  # fmt: skip
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def published(self) -> str:
+        """Wait for the line ``put`` prints once the image is in shared memory."""
+        try:
+            line = self._lines.get(timeout=DEADLINE)
+        except queue.Empty:
+            raise AssertionError(f"tkshm put printed nothing within {DEADLINE} s") from None
+        assert line is not None, f"tkshm put exited early: {self.finish()}"
+        return line
+
+    def finish(self) -> tuple[int, list[str], str]:
+        """Wait for the exit; return the status, the remaining stdout lines and stderr."""
+        status = self.proc.wait(timeout=DEADLINE)
+        self._reader.join(timeout=DEADLINE)
+        rest: list[str] = []
+        while (line := self._lines.get_nowait()) is not None:
+            rest.append(line)
+        assert self.proc.stderr is not None
+        return status, rest, self.proc.stderr.read()
+
+    def stop(self, signum: int = signal.SIGTERM) -> tuple[int, list[str], str]:
+        self.proc.send_signal(signum)
+        return self.finish()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.finish()
+
+
+@pytest.fixture
+def puts() -> Iterator[list[Put]]:
+    """``tkshm put`` processes started by a test; any still running is stopped at the end."""
+    started: list[Put] = []
+    yield started
+    for put in started:
+        if put.proc.poll() is None:
+            put.stop(signal.SIGTERM)
+        for stream in (put.proc.stdout, put.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def start_put(puts: list[Put], image: Path, key: str, **options: object) -> Put:
+    put = Put(image, key, **options)  # type: ignore[arg-type]
+    puts.append(put)
+    return put
+
+
+@pytest.fixture
+def picture(tmp_path: Path) -> Path:
+    path = tmp_path / "picture.png"
+    sample("RGBA", 97, 61, 5).save(path)
+    return path
+
+
+# -- put ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_put_prints_one_line_once_published_and_detaches_on_signal(
+    key: str, picture: Path, puts: list[Put], signum: int
+) -> None:
+    put = start_put(puts, picture, key)
+    line = put.published()
+    assert line.startswith(f"Published {picture} (97x61) under key {key!r}")
+    # It is in shared memory now, and stays there while put waits.
+    assert ipc.read_image(key=key).tobytes() == load_image(picture).image.tobytes()
+    assert ipc.info(key=key).writer_pid == put.proc.pid
+    assert read_with_get(key, picture.parent / "copy.png") == load_image(picture).image.tobytes()
+    assert put.proc.poll() is None
+    assert files_for(key) != []
+    status, rest, stderr = put.stop(signum)
+    assert (status, rest, stderr) == (0, [], "")
+    assert files_for(key) == []
+
+
+def read_with_get(key: str, out: Path) -> bytes:
+    """Read the image in yet another process: ``tkshm get`` to a PNG."""
+    result = tkshm("get", "--key", key, "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    with Image.open(out) as saved:
+        return saved.convert("RGBA").tobytes()
+
+
+def test_second_put_under_the_same_key_overwrites_and_both_stay_attached(
+    key: str, picture: Path, tmp_path: Path, puts: list[Put]
+) -> None:
+    other = tmp_path / "other.png"
+    sample("L", 20, 30, 9).save(other)
+    first = start_put(puts, picture, key)
+    first.published()
+    second = start_put(puts, other, key)
+    assert "generation 2" in second.published()
+    assert ipc.read_image(key=key).tobytes() == load_image(other).image.tobytes()
+    assert first.stop(signal.SIGINT)[0] == 0
+    assert ipc.read_image(key=key).size == (20, 30)  # the second still holds it
+    assert second.stop(signal.SIGTERM)[0] == 0
+    assert files_for(key) == []
+
+
+# -- get ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("extension", ["png", "tiff"])
+def test_get_saves_the_published_image_exactly_in_a_lossless_format(
+    key: str, picture: Path, tmp_path: Path, puts: list[Put], extension: str
+) -> None:
+    start_put(puts, picture, key).published()
+    out = tmp_path / f"copy.{extension}"
+    result = tkshm("get", "--key", key, "-o", str(out))
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == f"Saved 97x61 image to {out}.\n"
+    with Image.open(out) as saved:
+        assert saved.convert("RGBA").tobytes() == load_image(picture).image.tobytes()
+
+
+def test_get_saves_jpeg_without_alpha(key: str, tmp_path: Path, puts: list[Put]) -> None:
+    source = tmp_path / "flat.png"
+    Image.new("RGBA", (40, 30), (200, 100, 50, 255)).save(source)
+    start_put(puts, source, key).published()
+    out = tmp_path / "copy.jpg"
+    result = tkshm("get", "--key", key, "-o", str(out))
+    assert (result.returncode, result.stderr) == (0, "")
+    with Image.open(out) as saved:
+        assert (saved.format, saved.mode, saved.size) == ("JPEG", "RGB", (40, 30))
+        # JPEG is lossy: a flat colour comes back within a few levels.
+        assert all(abs(a - b) <= 3 for a, b in zip(saved.getpixel((20, 15)), (200, 100, 50), strict=True))
+
+
+def test_get_with_nothing_published_says_to_load_an_image_first(key: str, tmp_path: Path) -> None:
+    out = tmp_path / "copy.png"
+    assert_one_line_error(tkshm("get", "--key", key, "-o", str(out)), "Load an image first")
+    assert not out.exists()
+    assert files_for(key) == []
+
+
+def test_get_to_an_unknown_format_fails_with_one_line(
+    key: str, picture: Path, tmp_path: Path, puts: list[Put]
+) -> None:
+    start_put(puts, picture, key).published()
+    assert_one_line_error(tkshm("get", "--key", key, "-o", str(tmp_path / "copy.nope")), "copy.nope")
+    assert_one_line_error(tkshm("get", "--key", key, "-o", str(tmp_path / "no-dir" / "a.png")), "a.png")
+
+
+# -- info ---------------------------------------------------------------------------------
+def test_info_shows_the_header_fields(key: str, picture: Path, puts: list[Put]) -> None:
+    put = start_put(puts, picture, key)
+    put.published()
+    result = tkshm("info", "--key", key)
+    assert (result.returncode, result.stderr) == (0, "")
+    rows = {line[:11].strip(): line[12:] for line in result.stdout.splitlines()}  # "label      value"
+    assert rows["key"] == key
+    assert rows["state"] == "ready"
+    assert rows["in use"] == "yes"
+    assert rows["generation"] == "1"
+    assert rows["image"] == f"97x61 RGBA, {97 * 61 * 4:,} bytes"
+    assert rows["writer pid"] == str(put.proc.pid)
+    assert rows["path"] == ipc.info(key=key).path
+
+
+def test_info_json_has_every_field(key: str, picture: Path, puts: list[Put]) -> None:
+    put = start_put(puts, picture, key)
+    put.published()
+    result = tkshm("info", "--json", "--key", key)
+    assert (result.returncode, result.stderr) == (0, "")
+    fields = json.loads(result.stdout)
+    assert fields == ipc.info(key=key).as_dict()
+    assert (fields["width"], fields["height"], fields["state"]) == (97, 61, "ready")
+    assert (fields["writer_pid"], fields["in_use"], fields["key"]) == (put.proc.pid, True, key)
+
+
+def test_info_with_nothing_published_fails_with_one_line(key: str) -> None:
+    assert_one_line_error(tkshm("info", "--key", key), "Load an image first")
+    assert_one_line_error(tkshm("info", "--json", "--key", key), "Load an image first")
+
+
+# -- list and clean --------------------------------------------------------------------------
+def make_one_in_use_and_one_orphan(key: str, picture: Path, puts: list[Put]) -> tuple[Put, str]:
+    alive = start_put(puts, picture, key + "-alive")
+    alive.published()
+    doomed = start_put(puts, picture, key)
+    doomed.published()
+    doomed.kill()  # SIGKILL: no detach, so its segment is left behind as an orphan
+    return alive, key
+
+
+def test_list_shows_segments_in_use_and_orphaned(
+    key: str, picture: Path, tmp_path: Path, puts: list[Put]
+) -> None:
+    alive, orphan = make_one_in_use_and_one_orphan(key, picture, puts)
+    result = tkshm("list", "--json")
+    assert (result.returncode, result.stderr) == (0, "")
+    listed = {entry["key"]: entry for entry in json.loads(result.stdout)}
+    assert set(listed) == {orphan, key + "-alive"}
+    assert (listed[orphan]["in_use"], listed[orphan]["state"]) == (False, "ready")
+    assert (listed[key + "-alive"]["in_use"], listed[key + "-alive"]["state"]) == (True, "ready")
+    assert listed[key + "-alive"]["writer_pid"] == alive.proc.pid
+
+    text = tkshm("list")
+    assert (text.returncode, text.stderr) == (0, "")
+    lines = sorted(text.stdout.splitlines())
+    assert len(lines) == 2
+    assert lines[0].startswith(orphan) and " orphaned " in lines[0] and "97x61" in lines[0]
+    assert lines[1].startswith(key + "-alive") and " in use " in lines[1]
+    # Listing does not read the orphan: a reader afterwards gets "not found".
+    assert_one_line_error(tkshm("get", "--key", orphan, "-o", str(tmp_path / "x.png")), "Load an image first")
+
+
+def test_list_with_no_segments_says_so() -> None:
+    result = tkshm("list")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == f"No segments in {os.environ['TKSHM_DIR']}.\n"
+    assert json.loads(tkshm("list", "--json").stdout) == []
+
+
+def test_clean_removes_orphans_but_never_a_segment_in_use(key: str, picture: Path, puts: list[Put]) -> None:
+    alive, orphan = make_one_in_use_and_one_orphan(key, picture, puts)
+    orphan_path = os.path.join(os.environ["TKSHM_DIR"], ipc.native_name(orphan) + ".seg")
+    result = tkshm("clean")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == f"Removed {orphan_path}\nRemoved 1 orphaned file(s).\n"
+    assert files_for(orphan) == []
+    assert [s.key for s in ipc.list_segments()] == [key + "-alive"]
+    assert ipc.read_image(key=key + "-alive").size == (97, 61)
+    again = tkshm("clean")
+    assert again.stdout == "Removed 0 orphaned file(s).\n"
+    assert alive.stop(signal.SIGINT)[0] == 0
+    assert ipc.list_segments() == []
+
+
+# -- bad input --------------------------------------------------------------------------------
+def _png_header_only(width: int, height: int) -> bytes:
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + chunk + struct.pack(">I", zlib.crc32(chunk))
+
+
+def _bad_file(tmp_path: Path, kind: str) -> str:
+    path = tmp_path / f"bad-{kind}.png"
+    if kind == "missing":
+        return str(tmp_path / "nowhere.png")
+    if kind == "folder":
+        return str(tmp_path)
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "not-an-image":
+        path.write_text("this is a text file, not a picture\n")
+    elif kind == "truncated-png":
+        full = tmp_path / "full.png"
+        sample("RGB", 300, 200, 1).save(full)
+        path.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    elif kind == "truncated-jpeg":
+        full = tmp_path / "full.jpg"
+        sample("RGB", 300, 200, 1).save(full, quality=95)
+        path = tmp_path / "bad.jpg"
+        path.write_bytes(full.read_bytes()[: full.stat().st_size // 3])
+    elif kind == "too-large":
+        side = int(MAX_PIXELS**0.5) + 10  # its header promises more pixels than tkshm decodes
+        path.write_bytes(_png_header_only(side, side))
+    elif kind == "huge-bomb":
+        path.write_bytes(_png_header_only(60_000, 60_000))
+    return str(path)
+
+
+BAD_FILES = [
+    "missing",
+    "folder",
+    "empty",
+    "not-an-image",
+    "truncated-png",
+    "truncated-jpeg",
+    "too-large",
+    "huge-bomb",
+]
+
+
+@pytest.mark.parametrize("kind", BAD_FILES)
+def test_put_of_a_bad_file_gives_one_line_on_stderr_and_publishes_nothing(
+    key: str, tmp_path: Path, kind: str
+) -> None:
+    bad = _bad_file(tmp_path, kind)
+    line = assert_one_line_error(tkshm("put", "--key", key, bad))
+    assert line.startswith("tkshm: ")
+    assert os.path.basename(bad) in line
+    assert files_for(key) == []
+
+
+BAD_USAGE = {
+    "unknown-option": ["--bogus"],
+    "unknown-option-after-command": ["put", "--bogus", "x.png"],
+    "unknown-command": ["frobnicate"],
+    "put-without-image": ["put"],
+    "get-without-output": ["get"],
+    "info-extra-argument": ["info", "extra"],
+    "key-without-value": ["list", "--key"],
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD_USAGE))
+def test_bad_usage_gives_one_line_on_stderr(kind: str) -> None:
+    result = tkshm(*BAD_USAGE[kind])
+    line = assert_one_line_error(result, "--help")
+    assert result.returncode == 2
+    assert line.startswith("tkshm")
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [("", "non-empty string"), ("k" * 10_000, "use at most 255")],
+    ids=["empty-key", "10000-char-key"],
+)
+@pytest.mark.parametrize("subcommand", [["get", "-o", "x.png"], ["info"], ["put", "{picture}"]])
+def test_unusable_key_gives_one_line_on_stderr(
+    picture: Path, bad: str, message: str, subcommand: list[str]
+) -> None:
+    args = [arg.replace("{picture}", str(picture)) for arg in subcommand]
+    assert_one_line_error(tkshm(args[0], "--key", bad, *args[1:]), message)
+
+
+def test_hostile_key_works_end_to_end(picture: Path, tmp_path: Path, puts: list[Put]) -> None:
+    hostile = "../../etc/passwd"
+    start_put(puts, picture, hostile).published()
+    assert os.listdir(os.environ["TKSHM_DIR"]) == [ipc.native_name(hostile) + s for s in (".lock", ".seg")]
+    out = tmp_path / "copy.png"
+    assert tkshm("get", "--key", hostile, "-o", str(out)).returncode == 0
+    with Image.open(out) as saved:
+        assert saved.convert("RGBA").tobytes() == load_image(picture).image.tobytes()
+
+
+@pytest.mark.parametrize("subcommand", ["put", "get", "info", "list", "clean", "gui"])
+def test_every_subcommand_has_help_with_the_key_option(subcommand: str) -> None:
+    result = tkshm(subcommand, "--help")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.startswith(f"usage: tkshm {subcommand}")
+    assert "--key KEY" in result.stdout
+
+
+# -- without tkinter ---------------------------------------------------------------------------
+def _report(tmp_path: Path) -> tuple[dict[str, str], Path]:
+    path = tmp_path / "tkinter-report.json"
+    return {"TKSHM_TEST_REPORT": str(path)}, path
+
+
+def _tkinter_use(report: Path) -> dict[str, list[str]]:
+    used: dict[str, list[str]] = json.loads(report.read_text())
+    report.unlink()
+    return used
+
+
+def test_the_no_tkinter_simulation_really_hides_tkinter(tmp_path: Path) -> None:
+    env, report = _report(tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-c", NO_TKINTER + "import tkinter"],
+        capture_output=True, text=True, timeout=DEADLINE, env={**os.environ, **env},
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "ModuleNotFoundError: No module named 'tkinter'" in result.stderr
+    assert _tkinter_use(report) == {"attempts": ["tkinter"], "loaded": []}
+
+
+def test_ipc_imports_on_a_python_without_tkinter(tmp_path: Path) -> None:
+    env, report = _report(tmp_path)
+    code = NO_TKINTER + "import tkshm.ipc, tkshm.cli, tkshm.images, tkshm.header, tkshm.errors; print('ok')"
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        env={**os.environ, **env},
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, "ok\n", "")
+    assert _tkinter_use(report) == {"attempts": [], "loaded": []}
+
+
+def test_every_command_but_the_window_works_without_tkinter(
+    key: str, picture: Path, tmp_path: Path, puts: list[Put]
+) -> None:
+    env, report = _report(tmp_path)
+    put = start_put(puts, picture, key, no_tkinter=True, env=env)
+    put.published()
+    out = tmp_path / "copy.png"
+    commands = [
+        ["get", "--key", key, "-o", str(out)], ["info", "--key", key], ["info", "--json", "--key", key],
+        ["list"], ["list", "--json"], ["clean"],
+    ]  # fmt: skip
+    for args in commands:
+        result = tkshm(*args, no_tkinter=True, env=env)
+        assert (result.returncode, result.stderr) == (0, ""), args
+        assert _tkinter_use(report) == {"attempts": [], "loaded": []}, args
+    with Image.open(out) as saved:
+        assert saved.convert("RGBA").tobytes() == load_image(picture).image.tobytes()
+    assert put.stop(signal.SIGTERM)[0] == 0
+    assert _tkinter_use(report) == {"attempts": [], "loaded": []}
+    assert files_for(key) == []
+
+
+def test_window_without_tkinter_explains_in_one_line(tmp_path: Path) -> None:
+    env, report = _report(tmp_path)
+    assert_one_line_error(tkshm("gui", no_tkinter=True, env=env), "tkinter")
+    assert _tkinter_use(report)["loaded"] == []
+
+
+# -- one line means one line -------------------------------------------------------------------
+def test_put_prints_exactly_one_line_even_for_a_file_name_with_a_newline(
+    key: str, tmp_path: Path, puts: list[Put]
+) -> None:
+    odd = tmp_path / "two\nlines.png"
+    sample("RGB", 5, 5, 1).save(odd, format="PNG")
+    put = start_put(puts, odd, key)
+    assert put.published().startswith("Published ")
+    status, rest, stderr = put.stop(signal.SIGTERM)
+    assert (status, rest, stderr) == (0, [], "")
+
+
+def test_list_prints_one_row_per_segment_even_for_a_key_with_a_newline(
+    key: str, picture: Path, puts: list[Put]
+) -> None:
+    start_put(puts, picture, key + "\nsecond line").published()
+    result = tkshm("list")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert len(result.stdout.splitlines()) == 1, result.stdout
