@@ -138,6 +138,23 @@ def test_loading_again_overwrites_the_image_in_place(
     assert seed_of(ipc.read_image(key=key)) == 2
 
 
+def test_animated_gif_shows_its_first_frame_and_says_so(
+    make_app: AppFactory, key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    frames = [Image.new("RGB", (40, 30), colour) for colour in ("red", "lime", "blue")]
+    path = tmp_path / "spin.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    app = make_app(key)
+    choose(monkeypatch, str(path))
+    app.load_button.invoke()
+    pump(app.root, shown(app, "file"), what="the first frame")
+    assert text(app.label) == (
+        f"Showing spin.gif, published to shared memory under key {key}. "
+        "It is animated: only its first of 3 frames is shown."
+    )
+    assert ipc.read_image(key=key).getpixel((0, 0)) == (255, 0, 0, 255)
+
+
 def test_not_an_image_says_select_another(
     make_app: AppFactory, key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

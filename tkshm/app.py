@@ -133,6 +133,7 @@ class Picture:
     info: ipc.SegmentInfo | None
     stats: ipc.CopyStats | None
     name: str = ""
+    frame_count: int = 1
 
 
 class Worker:
@@ -402,7 +403,10 @@ class App:
             info = self._published.info()
         else:
             info = self._published.write_image(loaded.image)
-        return Picture(loaded.image, "file", info, self._published.last_stats, os.path.basename(path))
+        return Picture(
+            loaded.image, "file", info, self._published.last_stats, os.path.basename(path),
+            loaded.frame_count,
+        )  # fmt: skip
 
     def display_from_shared_memory(self) -> None:
         """Attach, lock, copy out, unlock, detach -- on the worker -- then show the copy."""
@@ -412,11 +416,11 @@ class App:
         self._submit(self._read_once, self._show_picture, self._failed)
 
     def _read_once(self) -> Picture:  # worker thread
-        with ipc.Segment.attach(self.key) as segment:
+        with ipc.Segment.attach(self.key) as segment, segment.lock(exclusive=False):
+            # One shared lock around both: the header we report is the one we copied under.
             image = segment.read_image()
-            stats = segment.last_stats
             info = segment.info()
-        return Picture(image, "shm", info, stats)
+        return Picture(image, "shm", info, segment.last_stats)
 
     def _file_types(self) -> list[tuple[str, str | tuple[str, ...]]]:
         Image.init()
@@ -474,8 +478,10 @@ class App:
         segment = self._follow
         if segment is None:  # follow mode was switched off meanwhile
             raise SegmentNotFoundError(self.key)
-        image = segment.read_image()
-        return Picture(image, "shm", segment.info(), segment.last_stats)
+        with segment.lock(exclusive=False):
+            image = segment.read_image()
+            info = segment.info()
+        return Picture(image, "shm", info, segment.last_stats)
 
     def _follow_attached(self, segment: ipc.Segment) -> None:
         self._follow_busy = False
@@ -510,11 +516,14 @@ class App:
         tr = self.tr
         info = picture.info
         if picture.source == "file":
-            self.set_message(
-                tr("Showing {name}, published to shared memory under key {key}.").format(
-                    name=picture.name, key=self.key
-                )
+            message = tr("Showing {name}, published to shared memory under key {key}.").format(
+                name=picture.name, key=self.key
             )
+            if picture.frame_count > 1:
+                message += " " + tr("It is animated: only its first of {count} frames is shown.").format(
+                    count=picture.frame_count
+                )
+            self.set_message(message)
         else:
             self.set_message(
                 tr("Showing the image from shared memory (key {key}, generation {generation}).").format(

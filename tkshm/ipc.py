@@ -282,7 +282,6 @@ class Segment:
                     raise TkshmError(
                         f"Segment {self.key!r} is locked for reading here; release that lock before writing."
                     )
-                self._lock_wait = 0.0
                 yield
                 return
             yield from self._locked(exclusive, timeout)
