@@ -646,6 +646,12 @@ class App:
 
 def run(key: str = ipc.DEFAULT_KEY, lang: str | None = None, geometry: str | None = None) -> int:
     """Open the window and run Tk's main loop until it is closed; return the exit status."""
+    blocks = Image.core  # type: ignore[attr-defined]  # documented as PILLOW_BLOCKS_MAX
+    if blocks.get_blocks_max() == 0:  # the user's PILLOW_BLOCKS_MAX wins
+        # Keep a few freed image blocks (16 MB each) for the next copy out of shared memory:
+        # recycled memory is already paged in, and first-touch page faults cost more than
+        # the copy itself. Twelve blocks cover two 4K images.
+        blocks.set_blocks_max(12)
     root = tk.Tk(className="tkshm")
     if geometry:
         root.geometry(geometry)

@@ -382,14 +382,9 @@ class Segment:
                 raise SegmentNotFoundError(self.key)
             if header.state is State.WRITING:
                 raise IncompleteImageError(self.key)
-            view = memoryview(self._mapping())
-            try:
-                pixels = bytes(view[HEADER_SIZE : HEADER_SIZE + header.payload_length])
-            finally:
-                view.release()
-            self.last_stats = CopyStats(self._lock_wait, _TIMER() - started, len(pixels))
-        # frombuffer wraps our private bytes without a second copy.
-        return Image.frombuffer("RGBA", (header.width, header.height), pixels, "raw", "RGBA", 0, 1)
+            image = _copy_out(self._mapping(), header.width, header.height)
+            self.last_stats = CopyStats(self._lock_wait, _TIMER() - started, header.payload_length)
+        return image
 
 
 def _copy_into(mapping: Any, rgba: Image.Image) -> None:
@@ -414,6 +409,24 @@ def _copy_into(mapping: Any, rgba: Image.Image) -> None:
             view[:] = rgba.tobytes()
     finally:
         view.release()
+
+
+def _copy_out(mapping: Any, width: int, height: int) -> Image.Image:
+    """Copy RGBA pixels out of the mapping into a new image, with one pass of memcpy.
+
+    ``frombuffer`` wraps the mapping without copying; ``copy()`` then copies it into memory
+    from Pillow's own allocator, which can recycle the blocks of images freed earlier
+    (``PILLOW_BLOCKS_MAX``) instead of asking the kernel for fresh pages: memory touched for
+    the first time costs more than the copy itself.
+    """
+    view = memoryview(mapping)[HEADER_SIZE : HEADER_SIZE + width * height * BYTES_PER_PIXEL]
+    try:
+        wrapped = Image.frombuffer("RGBA", (width, height), view, "raw", "RGBA", 0, 1)  # type: ignore[arg-type]
+        image = wrapped.copy()
+        del wrapped  # drop its hold on the mapping before we release the view
+    finally:
+        view.release()
+    return image
 
 
 # -- module-level conveniences: the API most scripts need ------------------------------
