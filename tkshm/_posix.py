@@ -161,6 +161,7 @@ class PosixSegmentFile:
         self.lock_fd = -1
         self.map: mmap.mmap | None = None
         self.writer = False  # a process that creates or grows a segment is about to write
+        self._lock_opened = False
 
     @property
     def path(self) -> str:
@@ -180,6 +181,7 @@ class PosixSegmentFile:
         self.writer = create_capacity is not None
         try:
             self.lock_fd = _open_file(dir_path, dir_fd, name + LOCK_SUFFIX, os.O_CREAT)
+            self._lock_opened = True
             self.remap()
         except BaseException:
             self.close()
@@ -227,7 +229,8 @@ class PosixSegmentFile:
             # Trading our shared presence lock for an exclusive one succeeds only if no other
             # process still holds a shared one: we are the last holder, so the segment goes.
             if _try_flock(self._seg_fd, fcntl.LOCK_EX):
-                _remove(self._dir_fd, self.name)
+                # A .lock we refused to open (a planted symlink, say) is left as it is.
+                _remove(self._dir_fd, self.name, with_lock=self._lock_opened)
                 removed = True
             os.close(self._seg_fd)
             self._seg_fd = -1
@@ -237,9 +240,10 @@ class PosixSegmentFile:
         return removed
 
 
-def _remove(dir_fd: int, name: str) -> None:
+def _remove(dir_fd: int, name: str, with_lock: bool = True) -> None:
     """Unlink a segment's files; the caller holds the exclusive presence lock."""
-    for suffix in (LOCK_SUFFIX, SEGMENT_SUFFIX):  # .lock first: nobody may re-create it after
+    suffixes = (LOCK_SUFFIX, SEGMENT_SUFFIX) if with_lock else (SEGMENT_SUFFIX,)
+    for suffix in suffixes:  # .lock first: nobody may re-create it after
         with contextlib.suppress(FileNotFoundError):
             os.unlink(name + suffix, dir_fd=dir_fd)
 
@@ -261,6 +265,7 @@ def _attach_or_create(dir_path: str, dir_fd: int, name: str, key: str, create_ca
         except FileNotFoundError:
             if create_capacity is None:
                 raise SegmentNotFoundError(key) from None
+            _remove_stale_temporaries(dir_path, dir_fd, name)
             fd_or_none = _create(dir_path, dir_fd, name, create_capacity)
             if fd_or_none is None:
                 continue  # another process created it first: attach to theirs
@@ -353,6 +358,31 @@ def _read_header_page(dir_path: str, dir_fd: int, name: str, seg_fd: int) -> byt
         os.close(lock_fd)
 
 
+def _remove_if_orphaned(dir_path: str, dir_fd: int, entry: str) -> bool:
+    """Remove a segment (or temporary) file if no process holds its presence lock."""
+    try:
+        fd = _open_file(dir_path, dir_fd, entry, 0)
+    except (FileNotFoundError, TkshmError):
+        return False
+    try:
+        if not (_try_flock(fd, fcntl.LOCK_EX) and _same_file(dir_fd, entry, fd)):
+            return False
+        if entry.endswith(SEGMENT_SUFFIX):
+            _remove(dir_fd, entry[: -len(SEGMENT_SUFFIX)])
+        else:
+            os.unlink(entry, dir_fd=dir_fd)
+        return True
+    finally:
+        os.close(fd)
+
+
+def _remove_stale_temporaries(dir_path: str, dir_fd: int, name: str) -> None:
+    """Remove what creators of this segment left when killed before their ``link``."""
+    for entry in os.listdir(dir_fd):
+        if entry.startswith(name + ".") and entry.endswith(TEMP_SUFFIX):
+            _remove_if_orphaned(dir_path, dir_fd, entry)
+
+
 def remove_orphans() -> list[str]:
     """Remove segment and temporary files that no process holds; return their paths."""
     removed: list[str] = []
@@ -362,25 +392,8 @@ def remove_orphans() -> list[str]:
         return removed
     try:
         for entry in sorted(os.listdir(dir_fd)):
-            if entry.endswith(SEGMENT_SUFFIX):
-                name = entry[: -len(SEGMENT_SUFFIX)]
-            elif entry.endswith(TEMP_SUFFIX):
-                name = None
-            else:
-                continue
-            try:
-                fd = _open_file(dir_path, dir_fd, entry, 0)
-            except (FileNotFoundError, TkshmError):
-                continue
-            try:
-                if _try_flock(fd, fcntl.LOCK_EX) and _same_file(dir_fd, entry, fd):
-                    if name is None:
-                        os.unlink(entry, dir_fd=dir_fd)
-                    else:
-                        _remove(dir_fd, name)
-                    removed.append(os.path.join(dir_path, entry))
-            finally:
-                os.close(fd)
+            if entry.endswith((SEGMENT_SUFFIX, TEMP_SUFFIX)) and _remove_if_orphaned(dir_path, dir_fd, entry):
+                removed.append(os.path.join(dir_path, entry))
     finally:
         os.close(dir_fd)
     return removed

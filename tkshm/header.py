@@ -113,15 +113,20 @@ class Header:
         problem = None
         if magic != MAGIC:
             problem = "it is not a tkshm segment (wrong magic number)"
-        elif version != VERSION or header_size != HEADER_SIZE:
+        elif version != VERSION:
             problem = f"it uses header version {version}, this tkshm reads version {VERSION}"
+        elif header_size != HEADER_SIZE:
+            problem = f"its header size is {header_size} bytes, not {HEADER_SIZE}"
         elif crc != zlib.crc32(raw[: _FIELDS.size]):
             problem = "its header checksum does not match"
         elif state not in State.__members__.values():
             problem = f"its state {state} is unknown"
         elif HEADER_SIZE + capacity > mapping_size:
             problem = "its header claims more capacity than the segment holds"
-        elif state != State.EMPTY:
+        elif state == State.EMPTY:
+            if (width, height, stride, payload_length) != (0, 0, 0, 0):
+                problem = "it has no image yet claims an image size"
+        else:
             if pixel_format != PIXEL_FORMAT_RGBA:
                 problem = f"its pixel format {pixel_format} is unknown"
             elif width < 1 or height < 1:

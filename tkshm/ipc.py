@@ -316,7 +316,9 @@ class Segment:
     # -- header and pixels ------------------------------------------------------------
     def _header(self) -> Header:
         mapping = self._mapping()
-        return Header.unpack(memoryview(mapping)[:RECORD_SIZE], len(mapping))
+        # Slicing an mmap copies 76 bytes; a memoryview would stay exported inside the
+        # traceback of a CorruptSegmentError and make the mapping impossible to close.
+        return Header.unpack(mapping[:RECORD_SIZE], len(mapping))
 
     def peek_generation(self) -> int:
         """Read the generation counter without locking: a cheap "has anything changed?" for
