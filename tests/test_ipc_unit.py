@@ -212,11 +212,6 @@ def test_to_rgba_returns_an_rgba_image_itself() -> None:
     assert to_rgba(image) is image
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: to_rgba('La') raises ValueError (Pillow has no La->L/RGB route), "
-    "so publish() of an La image raises a non-TkshmError; convert La to LA first",
-)
 def test_to_rgba_unpremultiplies_la() -> None:
     converted = to_rgba(_one_row("La", [(20, 51)]))
     assert converted.getpixel((0, 0)) == (100, 100, 100, 51)

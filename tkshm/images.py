@@ -6,13 +6,16 @@ and where every way a file can be wrong becomes an :class:`ImageError` with a se
 
 from __future__ import annotations
 
-import errno
 import os
+import re
+import stat
 import struct
 import warnings
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Final
+from typing import BinaryIO, Final
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -23,6 +26,18 @@ from .errors import ImageError, ImageTooLargeError
 # file that would expand into gigabytes of RAM).
 MAX_PIXELS: Final = 100_000_000
 _SIXTEEN_BIT_MODES: Final = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
+# What Pillow's decoders raise on malformed data. Its plugins parse untrusted bytes with
+# struct and index arithmetic, so a hostile file can surface as any of these rather than
+# as the OSError("image file is truncated") a merely short file gives.
+_DECODER_ERRORS: Final = (
+    OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, IndexError, KeyError, TypeError,
+)  # fmt: skip
+# O_NONBLOCK: opening a named pipe must not wait for a writer (see _open_regular_file).
+_OPEN_FLAGS: Final = (
+    os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+)
+# Pillow's DecompressionBombError says "Image size (N pixels) exceeds limit ...".
+_CLAIMED_PIXELS: Final = re.compile(r"\((\d+) pixels\)")
 
 
 @dataclass(frozen=True)
@@ -54,47 +69,97 @@ def to_rgba(image: Image.Image) -> Image.Image:
         image = image.convert("I").point(lambda v: v * (1 / 256)).convert("L")
     elif mode == "F":
         image = image.convert("L")
+    elif mode == "La":  # premultiplied: Pillow un-premultiplies only on the way to LA
+        image = image.convert("LA")
     try:
         return image.convert("RGBA")
     except ValueError:  # modes without a direct route (LAB, HSV, ...) go through RGB
-        return image.convert("RGB").convert("RGBA")
+        try:
+            return image.convert("RGB").convert("RGBA")
+        except ValueError as exc:
+            raise ImageError(f"Images in Pillow's {mode} mode cannot be shown; convert it first.") from exc
 
 
 def load_image(path: str | os.PathLike[str]) -> LoadedImage:
     """Decode an image file fully, right way up, as RGBA; raise :class:`ImageError` if not.
 
     Decoding happens here, before any lock is taken, so a bad file never touches a segment.
+    The size is checked against :data:`MAX_PIXELS` from the file's header, before a single
+    row is decoded, so a decompression bomb costs a few hundred bytes of reading, not RAM.
     """
     name = os.fspath(path)
-    if os.path.isdir(name):
-        raise ImageError(f"{name} is a folder, not an image file.", name)
+    with _open_regular_file(name) as file:
+        try:
+            with warnings.catch_warnings():
+                # Pillow warns about oddities (corrupt EXIF, odd palettes) on stderr; a
+                # damaged file is reported by the exception below, in one sentence, so
+                # the CLI prints one line. Pillow's own bomb warning is replaced by
+                # _check_size, which applies tkshm's limit instead of Pillow's global one.
+                warnings.simplefilter("ignore")
+                with Image.open(file) as opened:
+                    _check_size(opened, name)
+                    frame_count = getattr(opened, "n_frames", 1)
+                    opened.seek(0)
+                    opened.load()
+                    fmt = opened.format or "unknown"
+                    upright = ImageOps.exif_transpose(opened)
+                    rgba = to_rgba(upright)
+                    if rgba is opened:
+                        rgba = opened.copy()  # detach from the file we are about to close
+        except UnidentifiedImageError as exc:
+            raise ImageError(f"{name} is not an image that tkshm can read.", name) from exc
+        except Image.DecompressionBombError as exc:
+            # Pillow refuses before tkshm can look (above twice its MAX_IMAGE_PIXELS).
+            claimed = _CLAIMED_PIXELS.search(str(exc))
+            what = f"{int(claimed.group(1)):,} pixels" if claimed else "too many pixels"
+            raise ImageTooLargeError(
+                f"{name} claims {what}, more than the {MAX_PIXELS:,} that tkshm decodes safely "
+                "(a decompression bomb?); it was not decoded.",
+                name,
+            ) from exc
+        except MemoryError as exc:
+            raise ImageTooLargeError(
+                f"{name} is too large to decode in the memory available; load a smaller image.", name
+            ) from exc
+        except _DECODER_ERRORS as exc:
+            raise ImageError(f"{name} is damaged or truncated and cannot be decoded ({exc}).", name) from exc
+    return LoadedImage(rgba, name, fmt, frame_count)
+
+
+@contextmanager
+def _open_regular_file(name: str) -> Iterator[BinaryIO]:
+    """Open ``name`` for reading, refusing anything that is not a regular file.
+
+    ``O_NONBLOCK`` keeps a named pipe (FIFO) from blocking the open until some writer
+    appears; ``fstat`` on the open descriptor then tells a file from a pipe, a device or a
+    folder without a race between checking and opening.
+    """
     try:
-        with warnings.catch_warnings():
-            # Pillow warns (rather than fails) between MAX_IMAGE_PIXELS and twice that.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(name) as opened:
-                _check_size(opened, name)
-                frame_count = getattr(opened, "n_frames", 1)
-                opened.seek(0)
-                opened.load()
-                fmt = opened.format or "unknown"
-                upright = ImageOps.exif_transpose(opened)
-                rgba = to_rgba(upright)
-                if rgba is opened:
-                    rgba = opened.copy()  # detach from the file we are about to close
+        fd = os.open(name, _OPEN_FLAGS)
     except FileNotFoundError as exc:
         raise ImageError(f"{name} does not exist.", name) from exc
     except PermissionError as exc:
         raise ImageError(f"{name} cannot be read: permission denied.", name) from exc
-    except UnidentifiedImageError as exc:
-        raise ImageError(f"{name} is not an image that tkshm can read.", name) from exc
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageTooLargeError(f"{name} is too large to decode safely ({exc}).", name) from exc
-    except (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error) as exc:
-        if isinstance(exc, OSError) and exc.errno == errno.EISDIR:
-            raise ImageError(f"{name} is a folder, not an image file.", name) from exc
-        raise ImageError(f"{name} is damaged or truncated and cannot be decoded ({exc}).", name) from exc
-    return LoadedImage(rgba, name, fmt, frame_count)
+    except IsADirectoryError as exc:
+        raise ImageError(f"{name} is a folder, not an image file.", name) from exc
+    except ValueError as exc:  # a NUL byte in the name
+        raise ImageError(f"{name!r} is not a valid file name.", name) from exc
+    except OSError as exc:
+        raise ImageError(f"{name} cannot be opened: {exc.strerror or exc}.", name) from exc
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise ImageError(f"{name} is a folder, not an image file.", name)
+        if not stat.S_ISREG(mode):
+            raise ImageError(f"{name} is not a regular file (a pipe or a device?); choose an image.", name)
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        file = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with file:
+        yield file
 
 
 def _check_size(image: Image.Image, name: str) -> None:
@@ -102,6 +167,6 @@ def _check_size(image: Image.Image, name: str) -> None:
     if width * height > MAX_PIXELS:
         raise ImageTooLargeError(
             f"{name} claims {width}x{height} pixels, more than the {MAX_PIXELS:,} "
-            "that tkshm decodes safely; it was not decoded.",
+            "that tkshm decodes safely (a decompression bomb?); it was not decoded.",
             name,
         )
