@@ -68,3 +68,28 @@ def isolated_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     left = sorted(os.listdir(path))
     shutil.rmtree(path)
     assert not left, f"files left behind in {path}: {left}"
+
+
+# ---------------------------------------------------------------------------- soak figures
+# (tests/test_soak.py) The soak's length is an option, and its figures are printed in the
+# terminal summary of every run, with or without -s.
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--soak-seconds", type=float, default=None,
+        help="how long test_soak.py runs (default: $TKSHM_SOAK_SECONDS or 20)",
+    )  # fmt: skip
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    lines = [
+        str(value)
+        for outcome in ("passed", "failed")
+        for report in terminalreporter.stats.get(outcome, [])
+        if getattr(report, "when", None) == "call"
+        for name, value in getattr(report, "user_properties", [])
+        if name == "tkshm_soak"
+    ]
+    if lines:
+        terminalreporter.write_sep("-", "tkshm soak figures")
+        for line in lines:
+            terminalreporter.write_line(line)
