@@ -5,7 +5,6 @@ monkeypatching ``filedialog.askopenfilename``: a unit test never opens a modal d
 from __future__ import annotations
 
 import contextlib
-import statistics
 import time
 import tkinter as tk
 from collections.abc import Callable, Iterator
@@ -221,15 +220,10 @@ def test_follow_mode_shows_each_image_another_process_publishes(
     app.follow_check.invoke()
     assert app.follow_var.get() is True
     pump(app.root, lambda: app._picture is not None and seed_of(app._picture.image) == 1)
-    latencies = []
-    for seed in range(2, 9):
+    for seed in range(2, 9):  # how fast is measured by scripts/measure_display.py, not here
         peer.send("write", key=key, width=64, height=64, seed=seed)
-        started = time.perf_counter()
         pump(app.root, lambda s=seed: app._picture is not None and seed_of(app._picture.image) == s)  # type: ignore[misc]
-        latencies.append(time.perf_counter() - started)
         peer.reply()
-    # The target is 50 ms (median); allow for a loaded CI machine.
-    assert statistics.median(latencies) < 0.25, latencies
     app.follow_check.invoke()  # off: detaches on the worker
     pump(app.root, lambda: app.worker.pending == 0)
     assert app._follow is None
