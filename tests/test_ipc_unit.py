@@ -13,6 +13,7 @@ import pytest
 from conftest import files_for
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from patterns import pattern
 from PIL import Image
 
 from tkshm import errors, ipc
@@ -375,3 +376,16 @@ def test_every_error_derives_from_tkshm_error() -> None:
     for name in errors.__all__:
         assert issubclass(getattr(errors, name), ipc.TkshmError), name
         assert getattr(ipc, name) is getattr(errors, name)
+
+
+def test_preview_is_sampled_from_the_segment_and_fits_the_box(key: str) -> None:
+    image = pattern(640, 360, 7)
+    with ipc.publish(image, key=key) as segment:
+        preview = segment.read_preview((100, 100))
+        assert preview.size == (100, 56)  # aspect kept
+        assert preview.tobytes() == image.resize((100, 56), Image.Resampling.NEAREST).tobytes()
+        assert segment.last_stats is not None and segment.last_stats.nbytes == 100 * 56 * 4
+        whole = segment.read_preview((1000, 1000))  # never enlarged: the image itself
+        assert whole.tobytes() == image.tobytes()
+        segment.write_image(pattern(8, 8, 9))  # the preview is a copy, not a view
+        assert preview.tobytes() == image.resize((100, 56), Image.Resampling.NEAREST).tobytes()

@@ -54,6 +54,14 @@ class LoadedImage:
         return self.frame_count > 1
 
 
+def fit_size(image_size: tuple[int, int], box: tuple[int, int]) -> tuple[int, int]:
+    """The largest size with the image's aspect ratio that fits in ``box``; never enlarged."""
+    width, height = image_size
+    box_w, box_h = max(1, box[0]), max(1, box[1])
+    scale = min(box_w / width, box_h / height, 1.0)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
 def to_rgba(image: Image.Image) -> Image.Image:
     """Convert any Pillow mode to 8-bit straight RGBA, the segment's only pixel format.
 

@@ -53,10 +53,10 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import portalocker
 from PIL import Image
@@ -75,7 +75,7 @@ from .errors import (
     UnsafePathError,
 )
 from .header import BYTES_PER_PIXEL, GENERATION_OFFSET, HEADER_SIZE, RECORD_SIZE, Header, State
-from .images import to_rgba
+from .images import fit_size, to_rgba
 
 # The platform is decided once, here; nothing else in tkshm asks which OS it runs on.
 if sys.platform == "win32":  # pragma: no cover - runs only in the Windows CI job
@@ -120,6 +120,7 @@ _KEY_LENGTH: Final = struct.Struct("<H")
 _GENERATION: Final = struct.Struct("<Q")
 _SLUG_UNSAFE: Final = re.compile(r"[^A-Za-z0-9_-]+")
 _TIMER: Final = time.perf_counter
+T = TypeVar("T")
 
 
 def native_name(key: str) -> str:
@@ -371,6 +372,14 @@ class Segment:
         raw = self.key.encode("utf-8", "surrogatepass")
         mapping[_KEY_OFFSET : _KEY_OFFSET + 2 + len(raw)] = _KEY_LENGTH.pack(len(raw)) + raw
 
+    def _complete_header(self) -> Header:
+        header = self._header()
+        if header.state is State.EMPTY:
+            raise SegmentNotFoundError(self.key)
+        if header.state is State.WRITING:
+            raise IncompleteImageError(self.key)
+        return header
+
     def read_image(self, timeout: float = DEFAULT_TIMEOUT) -> Image.Image:
         """Copy the image out under the shared lock and return it as a new RGBA image.
 
@@ -379,14 +388,56 @@ class Segment:
         """
         with self.lock(exclusive=False, timeout=timeout):
             started = _TIMER()
-            header = self._header()
-            if header.state is State.EMPTY:
-                raise SegmentNotFoundError(self.key)
-            if header.state is State.WRITING:
-                raise IncompleteImageError(self.key)
+            header = self._complete_header()
             image = _copy_out(self._mapping(), header.width, header.height)
             self.last_stats = CopyStats(self._lock_wait, _TIMER() - started, header.payload_length)
         return image
+
+    def read_preview(self, box: tuple[int, int], timeout: float = DEFAULT_TIMEOUT) -> Image.Image:
+        """A quick copy scaled down to fit ``box`` (aspect kept, never enlarged), sampled
+        straight from the mapping under the shared lock.
+
+        Nearest-neighbour sampling reads only the pixels it keeps: a preview of a 4K image
+        costs a fraction of a millisecond, where copying all 33 MB out costs several. A viewer
+        shows this at once and fetches the full image with :meth:`read_image` afterwards.
+        """
+        with self.lock(exclusive=False, timeout=timeout):
+            started = _TIMER()
+            header = self._complete_header()
+            size = fit_size((header.width, header.height), box)
+            image = _through_pixels(
+                self._mapping(), header.width, header.height,
+                lambda pixels: pixels.resize(size, Image.Resampling.NEAREST),
+            )  # fmt: skip
+            nbytes = image.width * image.height * BYTES_PER_PIXEL
+            self.last_stats = CopyStats(self._lock_wait, _TIMER() - started, nbytes)
+        return image
+
+
+def _through_pixels(mapping: Any, width: int, height: int, use: Callable[[Image.Image], T]) -> T:
+    """Call ``use`` on the mapping's pixels wrapped as a Pillow image, without copying them.
+
+    ``frombuffer`` makes an image whose rows *are* the shared memory. It must not outlive
+    this call (the mapping cannot be closed while it exists, and its pixels change with the
+    next write), so ``use`` gets it as a temporary and must return something else.
+    """
+    view = memoryview(mapping)[HEADER_SIZE : HEADER_SIZE + width * height * BYTES_PER_PIXEL]
+    try:
+        return use(Image.frombuffer("RGBA", (width, height), view, "raw", "RGBA", 0, 1))  # type: ignore[arg-type]
+    finally:
+        view.release()
+
+
+def _paste(rgba: Image.Image) -> Callable[[Image.Image], None]:
+    def paste(target: Image.Image) -> None:
+        # frombuffer marks its images read-only to protect the buffer, and paste() would then
+        # copy the target first; here writing through is the point. (``readonly`` is an
+        # attribute of Pillow's Image class, not a documented API: the cross-process tests
+        # would catch a Pillow that changed it.)
+        target.readonly = 0
+        target.paste(rgba, (0, 0))
+
+    return paste
 
 
 def _copy_into(mapping: Any, rgba: Image.Image) -> None:
@@ -394,41 +445,19 @@ def _copy_into(mapping: Any, rgba: Image.Image) -> None:
 
     ``Image.tobytes()`` encodes in small chunks and joins them (about twice the cost of a
     copy). Instead we wrap the mapping itself as a Pillow image and ``paste`` into it, which
-    copies row by row straight into shared memory. ``frombuffer`` marks such images
-    read-only to protect the buffer; here writing through is the point, so we clear that
-    flag (a documented attribute of ``Image.Image``, but one Pillow could change: the
-    fallback below keeps us correct if it ever does).
+    copies row by row straight into shared memory.
     """
-    width, height = rgba.size
-    view = memoryview(mapping)[HEADER_SIZE : HEADER_SIZE + width * height * BYTES_PER_PIXEL]
-    try:
-        target = Image.frombuffer("RGBA", rgba.size, view, "raw", "RGBA", 0, 1)  # type: ignore[arg-type]
-        target.readonly = 0
-        target.paste(rgba, (0, 0))
-        shared = target.readonly == 0
-        del target
-        if not shared:  # pragma: no cover - only if Pillow changes how frombuffer works
-            view[:] = rgba.tobytes()
-    finally:
-        view.release()
+    _through_pixels(mapping, rgba.width, rgba.height, _paste(rgba))
 
 
 def _copy_out(mapping: Any, width: int, height: int) -> Image.Image:
     """Copy RGBA pixels out of the mapping into a new image, with one pass of memcpy.
 
-    ``frombuffer`` wraps the mapping without copying; ``copy()`` then copies it into memory
-    from Pillow's own allocator, which can recycle the blocks of images freed earlier
-    (``PILLOW_BLOCKS_MAX``) instead of asking the kernel for fresh pages: memory touched for
-    the first time costs more than the copy itself.
+    ``copy()`` takes its memory from Pillow's own allocator, which can recycle the blocks of
+    images freed earlier (``PILLOW_BLOCKS_MAX``) instead of asking the kernel for fresh
+    pages: memory touched for the first time costs more than the copy itself.
     """
-    view = memoryview(mapping)[HEADER_SIZE : HEADER_SIZE + width * height * BYTES_PER_PIXEL]
-    try:
-        wrapped = Image.frombuffer("RGBA", (width, height), view, "raw", "RGBA", 0, 1)  # type: ignore[arg-type]
-        image = wrapped.copy()
-        del wrapped  # drop its hold on the mapping before we release the view
-    finally:
-        view.release()
-    return image
+    return _through_pixels(mapping, width, height, Image.Image.copy)
 
 
 # -- module-level conveniences: the API most scripts need ------------------------------
