@@ -58,6 +58,7 @@ MB: Final = 1e6  # MB/s and MB in the table are decimal megabytes
 SLOW_SECONDS: Final = 0.5
 SLOW_REPEAT: Final = 3
 POPULATE: Final = getattr(mmap, "MAP_POPULATE", 0)  # Linux only
+READER_BLOCKS: Final = 24  # two 8K images' worth of Pillow's 16 MB blocks
 DEADLINE: Final = 120.0  # seconds any single step of the reader may take before we give up
 
 # The rows of the table, in order: (method, what the write does, what the read does).
@@ -223,6 +224,10 @@ class Reader:
 
 
 def _reader_main(commands: Connection, data: Connection) -> None:
+    # Like the tkshm window, the reader keeps freed image blocks for the next image
+    # (PILLOW_BLOCKS_MAX; 16 MB each): recycled memory is already paged in, while fresh pages
+    # cost more than the copy. It applies to every method read in this process alike.
+    Image.core.set_blocks_max(READER_BLOCKS)  # type: ignore[attr-defined]
     reader = Reader(data)
     try:
         while True:

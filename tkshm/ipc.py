@@ -127,7 +127,8 @@ def native_name(key: str) -> str:
     """The OS-level name for a key: a readable slug plus a hash of the whole key.
 
     The key is never used as a path: ``../../etc/passwd`` becomes ``tkshm_etc_passwd_<hash>``,
-    and two different keys always get different hashes, so they never share a segment.
+    and two different keys share a segment only if 64 bits of their SHA-256 hashes collide
+    (about one chance in 10^19 for any given pair).
     """
     if not isinstance(key, str) or not key:
         raise InvalidKeyError("The key must be a non-empty string, for example 'tkshm'.")
