@@ -110,10 +110,12 @@ def load_image(path: str | os.PathLike[str]) -> LoadedImage:
                     opened.seek(0)
                     opened.load()
                     fmt = opened.format or "unknown"
-                    upright = ImageOps.exif_transpose(opened)
-                    rgba = to_rgba(upright)
+                    # In place: a transposed copy would cost a full image for nothing
+                    # in the common case, a file with no EXIF orientation.
+                    ImageOps.exif_transpose(opened, in_place=True)
+                    rgba = to_rgba(opened)
                     if rgba is opened:
-                        rgba = opened.copy()  # detach from the file we are about to close
+                        rgba = opened.copy()  # closing the file also frees its pixels
         except UnidentifiedImageError as exc:
             raise ImageError(f"{name} is not an image that tkshm can read.", name) from exc
         except Image.DecompressionBombError as exc:
