@@ -63,7 +63,6 @@ T = TypeVar("T")
 
 DOMAIN: Final = "tkshm"
 LOCALE_DIR: Final = os.path.join(os.path.dirname(os.path.abspath(__file__)), "locale")
-LANGUAGES: Final = ("en", "zh_CN")
 # While a worker job is outstanding, look for its result this often: short enough to add at
 # most a few milliseconds to what the user waits for, long enough to cost nothing.
 RESULT_POLL_MS: Final = 2

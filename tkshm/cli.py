@@ -204,33 +204,23 @@ def _gui(args: argparse.Namespace) -> int:
     return run(key=args.key, lang=args.lang, geometry=getattr(args, "geometry", None))
 
 
-def _install_desktop(args: argparse.Namespace) -> int:
+def _desktop(args: argparse.Namespace) -> int:
     from . import desktop
 
+    installing = args.command == "install-desktop"
     try:
-        written = desktop.install()
+        paths = desktop.install() if installing else desktop.uninstall()
     except OSError as exc:
-        return _fail(f"Cannot install the desktop entry: {exc.strerror or exc} ({exc.filename}).")
-    for path in written:
-        print(f"Installed {path}")
-    return 0
-
-
-def _uninstall_desktop(args: argparse.Namespace) -> int:
-    from . import desktop
-
-    try:
-        removed = desktop.uninstall()
-    except OSError as exc:
-        return _fail(f"Cannot remove the desktop entry: {exc.strerror or exc} ({exc.filename}).")
-    for path in removed:
-        print(f"Removed {path}")
-    if not removed:
+        verb = "install" if installing else "remove"
+        return _fail(f"Cannot {verb} the desktop entry: {exc.strerror or exc} ({exc.filename}).")
+    for path in paths:
+        print(f"{'Installed' if installing else 'Removed'} {path}")
+    if not paths:
         print("The desktop entry was not installed; nothing to remove.")
     return 0
 
 
 _COMMANDS = {
     "put": _put, "get": _get, "info": _info, "list": _list, "clean": _clean, "gui": _gui,
-    "install-desktop": _install_desktop, "uninstall-desktop": _uninstall_desktop,
+    "install-desktop": _desktop, "uninstall-desktop": _desktop,
 }  # fmt: skip

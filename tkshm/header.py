@@ -30,7 +30,7 @@ from __future__ import annotations
 import enum
 import struct
 import zlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Final
 
 from .errors import CorruptSegmentError
@@ -81,9 +81,6 @@ class Header:
     @classmethod
     def empty(cls, capacity: int, writer_pid: int) -> Header:
         return cls(State.EMPTY, 0, 0, 0, capacity, writer_pid, 0)
-
-    def with_state(self, state: State) -> Header:
-        return replace(self, state=state)
 
     def pack(self) -> bytes:
         fields = _FIELDS.pack(

@@ -55,7 +55,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Final, TypeVar
 
 import portalocker
@@ -162,7 +162,7 @@ class SegmentInfo:
     key: str | None
     name: str
     path: str
-    state: str  # "empty", "writing", "ready", or "damaged"
+    state: str  # "empty", "writing", "ready"; in listings also "damaged" or "temporary"
     generation: int
     width: int
     height: int
@@ -190,7 +190,7 @@ _open_segments: set[Segment] = set()
 @atexit.register
 def _detach_all() -> None:
     # A normal exit detaches cleanly, so the last holder removes the files right away.
-    # (After a crash the next attach, create or list removes them instead.)
+    # (After a crash the next attach, create or clean removes them instead.)
     for segment in list(_open_segments):
         segment.close()
 
@@ -361,10 +361,7 @@ class Segment:
             mapping[:RECORD_SIZE] = header.pack()
             self._write_key(mapping)
             _copy_into(mapping, rgba)
-            header = Header(
-                State.READY, header.generation, width, height, header.capacity,
-                header.writer_pid, time.time_ns(),
-            )  # fmt: skip
+            header = replace(header, state=State.READY, write_time_ns=time.time_ns())
             mapping[:RECORD_SIZE] = header.pack()
             self.last_stats = CopyStats(self._lock_wait, _TIMER() - started, nbytes)
         return _info_from_header(header, self.key, self.name, self.path, True)
@@ -499,17 +496,18 @@ def list_segments() -> list[SegmentInfo]:
     """
     found: list[SegmentInfo] = []
     for name, path, size, in_use, page in _backend.list_entries():
-        if page is None:
-            found.append(SegmentInfo(None, name, path, "writing", 0, 0, 0, 0, 0, 0, 0, in_use))
-            continue
-        key = _stored_key(page)
-        try:
-            header = Header.unpack(page[:RECORD_SIZE], size)
-        except CorruptSegmentError:
-            state = "temporary" if name.endswith(_backend.TEMP_SUFFIX) else "damaged"
-            found.append(SegmentInfo(key, name, path, state, 0, 0, 0, 0, 0, 0, 0, in_use))
-            continue
-        found.append(_info_from_header(header, key, name, path, in_use))
+        if page is None:  # a writer holds the lock: the header may be half-written
+            state, key = "writing", None
+        else:
+            key = _stored_key(page)
+            try:
+                header = Header.unpack(page[:RECORD_SIZE], size)
+            except CorruptSegmentError:
+                state = "temporary" if name.endswith(_backend.TEMP_SUFFIX) else "damaged"
+            else:
+                found.append(_info_from_header(header, key, name, path, in_use))
+                continue
+        found.append(SegmentInfo(key, name, path, state, 0, 0, 0, 0, 0, 0, 0, in_use))
     return found
 
 
