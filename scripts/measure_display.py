@@ -23,16 +23,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import queue
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 from photo import make_photo
-from screenshot import start_xvfb
+from screenshot import Lines, start_xvfb
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEADLINE = 60.0
@@ -49,27 +47,6 @@ for line in sys.stdin:
         print(time.time_ns(), flush=True)
 segment.detach()
 """
-
-
-class Lines:
-    """Lines of a child's stdout, with the wall-clock time each arrived (reader thread)."""
-
-    def __init__(self, proc: subprocess.Popen[str]) -> None:
-        self.queue: queue.Queue[tuple[int, str]] = queue.Queue()
-        self.proc = proc
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.queue.put((time.time_ns(), line.rstrip("\n")))
-
-    def wait_for(self, prefix: str) -> tuple[int, str]:
-        end = time.monotonic() + DEADLINE
-        while True:
-            arrived, line = self.queue.get(timeout=max(0.01, end - time.monotonic()))
-            if line.startswith(prefix):
-                return arrived, line
 
 
 def inside_ms(line: str) -> float:

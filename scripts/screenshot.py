@@ -27,29 +27,42 @@ WIDTH, HEIGHT, GAP = 520, 600, 16
 DEADLINE = 30.0
 
 
-class Window:
-    def __init__(self, key: str, x: int, env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tkshm", "gui", "--key", key, "--lang", "en",
-             "--geometry", f"{WIDTH}x{HEIGHT}+{x}+{GAP}"],
-            stdout=subprocess.PIPE, text=True, env={**env, "TKSHM_TEST_EVENTS": "1"}, cwd=ROOT,
-        )  # fmt: skip
-        self.lines: queue.Queue[str] = queue.Queue()
+class Lines:
+    """Lines of a child's stdout as they arrive, each with its wall-clock time.
+
+    A reader thread feeds a queue, so every wait has a deadline (``select`` plus
+    ``readline`` on a text pipe can sit on a line that is already buffered).
+    """
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+        self.queue: queue.Queue[tuple[int, str]] = queue.Queue()
         self.seen: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
-            self.lines.put(line.rstrip("\n"))
+            self.queue.put((time.time_ns(), line.rstrip("\n")))
 
-    def wait_for(self, prefix: str) -> str:
+    def wait_for(self, prefix: str) -> tuple[int, str]:
+        """The next line that starts with ``prefix``, and when it arrived (ns)."""
         end = time.monotonic() + DEADLINE
         while True:
-            line = self.lines.get(timeout=max(0.01, end - time.monotonic()))
+            arrived, line = self.queue.get(timeout=max(0.01, end - time.monotonic()))
             self.seen.append(line)
             if line.startswith(prefix):
-                return line
+                return arrived, line
+
+
+class Window(Lines):
+    """A real ``tkshm gui`` process that reports its events on stdout."""
+
+    def __init__(self, key: str, x: int, env: dict[str, str]) -> None:
+        command = [sys.executable, "-m", "tkshm", "gui", "--key", key, "--lang", "en"]
+        command += ["--geometry", f"{WIDTH}x{HEIGHT}+{x}+{GAP}"]
+        events = {**env, "TKSHM_TEST_EVENTS": "1"}
+        super().__init__(subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=events, cwd=ROOT))
 
     def point(self, name: str) -> tuple[str, str]:
         line = next(ln for ln in reversed(self.seen) if ln.startswith(f"GEOM {name} "))
