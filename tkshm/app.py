@@ -416,14 +416,18 @@ class App:
     def _read_preview(self, box: tuple[int, int]) -> tuple[ipc.Segment, Picture]:  # worker thread
         segment = ipc.Segment.attach(self.key)
         try:
-            with segment.lock(exclusive=False):  # one lock: the header is the one we sampled
-                preview = segment.read_preview(box)
-                info = segment.info()
+            return segment, self._sample(segment, box)
         except BaseException:
             segment.detach()
             raise
+
+    @staticmethod
+    def _sample(segment: ipc.Segment, box: tuple[int, int]) -> Picture:  # worker thread
+        with segment.lock(exclusive=False):  # one lock: the header is the one we sampled
+            preview = segment.read_preview(box)
+            info = segment.info()
         complete = preview.size == (info.width, info.height)
-        return segment, Picture(preview, "shm", info, segment.last_stats, complete=complete)
+        return Picture(preview, "shm", info, segment.last_stats, complete=complete)
 
     def _preview_ready(self, result: tuple[ipc.Segment, Picture]) -> None:
         segment, picture = result
@@ -433,16 +437,20 @@ class App:
             return
         token = self._token
         self._submit(
-            lambda: self._read_full(segment), lambda full: self._full_ready(token, full), self._failed
+            lambda: self._read_full(segment, detach=True),
+            lambda full: self._full_ready(token, full),
+            self._failed,
         )
 
-    def _read_full(self, segment: ipc.Segment) -> Picture:  # worker thread
+    @staticmethod
+    def _read_full(segment: ipc.Segment, detach: bool) -> Picture:  # worker thread
         try:
             with segment.lock(exclusive=False):
                 image = segment.read_image()
                 info = segment.info()
         finally:
-            segment.detach()
+            if detach:
+                segment.detach()
         return Picture(image, "shm", info, segment.last_stats)
 
     def _full_ready(self, token: int, picture: Picture) -> None:
@@ -501,17 +509,11 @@ class App:
                         self._follow_seen = generation
                         self._follow_busy = True
                         self._started = time.perf_counter()
-                        self._submit(self._follow_read, self._follow_shown, self._follow_failed)
+                        segment, box = self._follow, self._area_size()
+                        self._submit(
+                            lambda: self._sample(segment, box), self._follow_sampled, self._follow_failed
+                        )
         self._follow_after = self.root.after(FOLLOW_POLL_MS, self._follow_tick)
-
-    def _follow_read(self) -> Picture:  # worker thread
-        segment = self._follow
-        if segment is None:  # follow mode was switched off meanwhile
-            raise SegmentNotFoundError(self.key)
-        with segment.lock(exclusive=False):
-            image = segment.read_image()
-            info = segment.info()
-        return Picture(image, "shm", info, segment.last_stats)
 
     def _follow_attached(self, segment: ipc.Segment) -> None:
         self._follow_busy = False
@@ -520,10 +522,27 @@ class App:
             return
         self._follow = segment
 
-    def _follow_shown(self, picture: Picture) -> None:
+    def _follow_sampled(self, picture: Picture) -> None:
+        """The same two steps as the display button, on the segment we stay attached to."""
+        segment = self._follow
+        if segment is None or not self.follow_var.get():
+            self._follow_busy = False
+            return
+        self._show_picture(picture)
+        if picture.complete:
+            self._follow_busy = False
+            return
+        token = self._token
+        self._submit(
+            lambda: self._read_full(segment, detach=False),
+            lambda full: self._follow_full(token, full),
+            self._follow_failed,
+        )
+
+    def _follow_full(self, token: int, picture: Picture) -> None:
         self._follow_busy = False
         if self.follow_var.get():
-            self._show_picture(picture)
+            self._full_ready(token, picture)
 
     def _follow_failed(self, error: Exception) -> None:
         self._follow_busy = False
