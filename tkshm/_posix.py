@@ -27,6 +27,7 @@ import tempfile
 from collections.abc import Iterator
 from typing import Final
 
+from . import trace
 from .errors import (
     CorruptSegmentError,
     OutOfSharedMemoryError,
@@ -48,6 +49,7 @@ _OPEN_FLAGS: Final = os.O_NOFOLLOW | os.O_CLOEXEC
 _POPULATE: Final = getattr(mmap, "MAP_POPULATE", 0)
 # A few hundred retries cover any real interleaving of attach/detach/clean; more means a bug.
 _MAX_ATTEMPTS: Final = 200
+_ORPHAN_REMOVED: Final = "orphan: no process holds %s any more (killed?); removed it"
 
 
 def segment_directory() -> str:
@@ -161,6 +163,7 @@ class PosixSegmentFile:
         self.lock_fd = -1
         self.map: mmap.mmap | None = None
         self.writer = False  # a process that creates or grows a segment is about to write
+        self.created = False  # whether open() made a new segment rather than joining one
         self._lock_opened = False
 
     @property
@@ -173,11 +176,12 @@ class PosixSegmentFile:
         (``None``: attach only, raise :class:`SegmentNotFoundError`)."""
         dir_path, dir_fd = open_directory(create=create_capacity is not None)
         try:
-            seg_fd = _attach_or_create(dir_path, dir_fd, name, key, create_capacity)
+            seg_fd, created = _attach_or_create(dir_path, dir_fd, name, key, create_capacity)
         except BaseException:
             os.close(dir_fd)
             raise
         self = cls(dir_path, dir_fd, name, seg_fd)
+        self.created = created
         self.writer = create_capacity is not None
         try:
             self.lock_fd = _open_file(dir_path, dir_fd, name + LOCK_SUFFIX, os.O_CREAT)
@@ -202,6 +206,7 @@ class PosixSegmentFile:
                 "Run 'tkshm clean' or remove the file, then load the image again."
             )
         if self.map is not None:
+            trace.step("remap: the segment grew to %s bytes; mapping it again", f"{size:,}")
             self.map.close()
             self.map = None
         flags = mmap.MAP_SHARED | (_POPULATE if self.writer else 0)
@@ -257,7 +262,10 @@ def _same_file(dir_fd: int, entry: str, fd: int) -> bool:
     return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
 
 
-def _attach_or_create(dir_path: str, dir_fd: int, name: str, key: str, create_capacity: int | None) -> int:
+def _attach_or_create(
+    dir_path: str, dir_fd: int, name: str, key: str, create_capacity: int | None
+) -> tuple[int, bool]:
+    """Open the segment file with our presence lock held; return it and whether we created it."""
     entry = name + SEGMENT_SUFFIX
     for _ in range(_MAX_ATTEMPTS):
         try:
@@ -269,17 +277,18 @@ def _attach_or_create(dir_path: str, dir_fd: int, name: str, key: str, create_ca
             fd_or_none = _create(dir_path, dir_fd, name, create_capacity)
             if fd_or_none is None:
                 continue  # another process created it first: attach to theirs
-            return fd_or_none
+            return fd_or_none, True
         if _try_flock(fd, fcntl.LOCK_EX):
             # Nobody holds a presence lock: every process that used it is gone (killed,
             # most likely). Remove the orphan and carry on as if it never existed.
             if _same_file(dir_fd, entry, fd):
                 _remove(dir_fd, name)
+                trace.step(_ORPHAN_REMOVED, os.path.join(dir_path, entry))
             os.close(fd)
             continue
         if _try_flock(fd, fcntl.LOCK_SH) and _same_file(dir_fd, entry, fd):
             # Others hold shared presence locks: the segment is alive. Join them.
-            return fd
+            return fd, False
         # Someone holds the exclusive lock: a detacher or a cleaner, for a few system calls.
         # Wait it out, then look again from the start (it has probably removed the file).
         fcntl.flock(fd, fcntl.LOCK_SH)
@@ -371,6 +380,7 @@ def _remove_if_orphaned(dir_path: str, dir_fd: int, entry: str) -> bool:
             _remove(dir_fd, entry[: -len(SEGMENT_SUFFIX)])
         else:
             os.unlink(entry, dir_fd=dir_fd)
+        trace.step(_ORPHAN_REMOVED, os.path.join(dir_path, entry))
         return True
     finally:
         os.close(fd)

@@ -40,6 +40,7 @@ class WindowsSegmentFile:
         self.path = "Local\\" + name
         self.lock_fd = -1
         self.map: mmap.mmap | None = None
+        self.created = False
 
     @classmethod
     def open(cls, name: str, key: str, create_capacity: int | None) -> WindowsSegmentFile:
@@ -61,6 +62,7 @@ class WindowsSegmentFile:
                 self.map = mmap.mmap(-1, HEADER_SIZE + capacity, tagname=self.path)  # type: ignore[call-arg]  # Windows-only argument
             finally:
                 probe.close()
+            self.created = not exists
             if not exists:
                 record = Header.empty(capacity, os.getpid()).pack()
                 self.map[: len(record)] = record

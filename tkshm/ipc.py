@@ -61,6 +61,7 @@ from typing import Any, Final, TypeVar
 import portalocker
 from PIL import Image
 
+from . import trace
 from .errors import (
     CorruptSegmentError,
     ImageError,
@@ -211,8 +212,17 @@ class Segment:
         # apart; this lock does (a window's worker thread and its follow timer, say).
         self._thread_lock = threading.RLock()
         self._held: str | None = None  # "shared" or "exclusive" while we hold the file lock
-        self._file = _backend.SegmentFile.open(self.name, key, create_capacity)
+        trace.step("key %r -> native name %s", key, self.name)
+        try:
+            self._file = _backend.SegmentFile.open(self.name, key, create_capacity)
+        except SegmentNotFoundError:
+            trace.step("attach: no segment named %s: nothing is published under this key", self.name)
+            raise
         _open_segments.add(self)
+        if trace.on():
+            how = "create: new segment" if self._file.created else "attach: existing segment"
+            pixels = f"{self.size - HEADER_SIZE:,}"
+            trace.step("%s %s, header + %s bytes for pixels; attached", how, self.path, pixels)
 
     @classmethod
     def create(cls, key: str = DEFAULT_KEY, capacity: int = 0) -> Segment:
@@ -247,7 +257,15 @@ class Segment:
         """
         _open_segments.discard(self)
         with self._thread_lock:
-            return self._file.close()
+            attached = self._file.map is not None
+            removed = self._file.close()
+        if not attached:
+            return removed
+        if removed:
+            trace.step("detach: unmapped; we were the last process attached, so the segment was removed")
+        else:
+            trace.step("detach: unmapped; the segment stays while other processes are attached")
+        return removed
 
     close = detach
 
@@ -292,6 +310,8 @@ class Segment:
         self._mapping()
         wanted = portalocker.LockFlags.EXCLUSIVE if exclusive else portalocker.LockFlags.SHARED
         flags = wanted | portalocker.LockFlags.NON_BLOCKING
+        kind = "exclusive" if exclusive else "shared"
+        trace.step("lock requested (%s)", kind)
         started = _TIMER()
         pause = 0.0005
         while True:
@@ -301,19 +321,22 @@ class Segment:
             except portalocker.AlreadyLocked:
                 waited = _TIMER() - started
                 if waited >= timeout:
+                    trace.step("lock not granted after %g s: another process holds it", timeout)
                     raise LockTimeoutError(self.key, timeout) from None
                 # Poll with a growing pause: flock has no timed wait, and a reader that
                 # polls every few ms costs nothing next to the copy it is waiting for.
                 time.sleep(min(pause, timeout - waited))
                 pause = min(pause * 2, 0.01)
         self._lock_wait = _TIMER() - started
-        self._held = "exclusive" if exclusive else "shared"
+        self._held = kind
+        trace.step("lock granted (%s) after %.2f ms", kind, self._lock_wait * 1000)
         try:
             self._file.remap()  # another process may have grown the segment
             yield
         finally:
             self._held = None
             portalocker.unlock(self._file.lock_fd)
+            trace.step("unlock (%s)", kind)
 
     # -- header and pixels ------------------------------------------------------------
     def _header(self) -> Header:
@@ -331,6 +354,10 @@ class Segment:
         """The header's fields, read under the shared lock; no pixels are copied."""
         with self.lock(exclusive=False, timeout=timeout):
             header = self._header()
+            trace.step(
+                "read the header: %s, %dx%d, generation %d",
+                header.state.name, header.width, header.height, header.generation,
+            )  # fmt: skip
         return _info_from_header(header, self.key, self.name, self.path, True)
 
     def write_image(self, image: Image.Image, timeout: float = DEFAULT_TIMEOUT) -> SegmentInfo:
@@ -352,6 +379,11 @@ class Segment:
             except CorruptSegmentError:
                 generation = 0  # a damaged or hostile header: this write repairs it
             if HEADER_SIZE + nbytes > len(self._mapping()):
+                if trace.on():
+                    trace.step(
+                        "grow: the image needs %s bytes, the segment holds %s; growing it",
+                        f"{nbytes:,}", f"{len(self._mapping()) - HEADER_SIZE:,}",
+                    )  # fmt: skip
                 self._file.grow(HEADER_SIZE + nbytes)
             mapping = self._mapping()
             header = Header(
@@ -359,11 +391,13 @@ class Segment:
                 os.getpid(), time.time_ns(),
             )  # fmt: skip
             mapping[:RECORD_SIZE] = header.pack()
+            trace.step("header says WRITING, generation %d", header.generation)
             self._write_key(mapping)
             _copy_into(mapping, rgba)
             header = replace(header, state=State.READY, write_time_ns=time.time_ns())
             mapping[:RECORD_SIZE] = header.pack()
             self.last_stats = CopyStats(self._lock_wait, _TIMER() - started, nbytes)
+            self._trace_copy("into", f"{width}x{height}", header.generation, "; header says READY")
         return _info_from_header(header, self.key, self.name, self.path, True)
 
     def _write_key(self, mapping: Any) -> None:
@@ -373,10 +407,20 @@ class Segment:
     def _complete_header(self) -> Header:
         header = self._header()
         if header.state is State.EMPTY:
+            trace.step("header says EMPTY: no image has been written yet")
             raise SegmentNotFoundError(self.key)
         if header.state is State.WRITING:
+            trace.step("header says WRITING: the writer stopped half-way; nothing copied")
             raise IncompleteImageError(self.key)
         return header
+
+    def _trace_copy(self, direction: str, what: str, generation: int, then: str = "") -> None:
+        stats = self.last_stats
+        if stats is not None and trace.on():
+            trace.step(
+                "copied %s bytes (%s, generation %d) %s the segment in %.1f ms%s",
+                f"{stats.nbytes:,}", what, generation, direction, stats.copy_s * 1000, then,
+            )  # fmt: skip
 
     def read_image(self, timeout: float = DEFAULT_TIMEOUT) -> Image.Image:
         """Copy the image out under the shared lock and return it as a new RGBA image.
@@ -389,6 +433,7 @@ class Segment:
             header = self._complete_header()
             image = _copy_out(self._mapping(), header.width, header.height)
             self.last_stats = CopyStats(self._lock_wait, _TIMER() - started, header.payload_length)
+            self._trace_copy("out of", f"{header.width}x{header.height}", header.generation)
         return image
 
     def read_preview(self, box: tuple[int, int], timeout: float = DEFAULT_TIMEOUT) -> Image.Image:
@@ -409,6 +454,8 @@ class Segment:
             )  # fmt: skip
             nbytes = image.width * image.height * BYTES_PER_PIXEL
             self.last_stats = CopyStats(self._lock_wait, _TIMER() - started, nbytes)
+            what = f"a {image.width}x{image.height} preview of {header.width}x{header.height}"
+            self._trace_copy("out of", what, header.generation)
         return image
 
 
