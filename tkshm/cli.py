@@ -12,12 +12,13 @@ import json
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from types import FrameType
 
-from . import __version__, ipc
+from . import __version__, ipc, trace
 from .errors import TkshmError
+from .header import BYTES_PER_PIXEL
 from .images import load_image
 
 EXIT_ERROR = 1
@@ -32,11 +33,15 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: {message} (see '{self.prog} --help')\n")
 
 
-def _add_key(parser: argparse.ArgumentParser, default: object = argparse.SUPPRESS) -> None:
+def _add_common(parser: argparse.ArgumentParser, default: object = argparse.SUPPRESS) -> None:
     # Subcommands use SUPPRESS so that "tkshm --key k put x" and "tkshm put --key k x" agree.
     parser.add_argument(
         "--key", default=default,
         help=f"name of the shared memory segment (default: {ipc.DEFAULT_KEY!r})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--trace", action="store_true", default=argparse.SUPPRESS if default is argparse.SUPPRESS else False,
+        help="print each IPC step (attach, lock, copy, unlock, detach) to stderr as it happens",
     )  # fmt: skip
 
 
@@ -47,13 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
         "Without a command, open the window.",
     )
     parser.add_argument("--version", action="version", version=f"tkshm {__version__}")
-    _add_key(parser, ipc.DEFAULT_KEY)
+    _add_common(parser, None)
     parser.add_argument("--lang", help="language of the window: en or zh_CN (default: system)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def command(name: str, help: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help, description=help)
-        _add_key(sub)
+        _add_common(sub)
         return sub
 
     put = command("put", "Publish an image and stay attached until interrupted (Ctrl+C).")
@@ -70,6 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
     window = command("gui", "Open the window (the default when no command is given).")
     window.add_argument("--lang", default=argparse.SUPPRESS, help="language of the window: en or zh_CN")
     window.add_argument("--geometry", help="window size and place, as in Tk: WxH+X+Y or +X+Y")
+    window.add_argument("--suggest", metavar="IMAGE", help="the file the Load dialog offers first")
+    demo = command(
+        "demo",
+        "For a classroom: open two windows side by side on a fresh key, each showing the IPC trace, "
+        "with a sample image ready to load.",
+    )
+    demo.add_argument("--lang", default=argparse.SUPPRESS, help="language of the windows: en or zh_CN")
     commands.add_parser(
         "install-desktop", help="Add the window to your desktop menu (an XDG .desktop entry and icon)."
     )
@@ -80,14 +92,20 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tkshm`` console script."""
     args = build_parser().parse_args(argv)
+    if args.key is None and args.command != "demo":  # the demo makes a fresh key of its own
+        args.key = ipc.DEFAULT_KEY
     handler = _COMMANDS.get(args.command or "gui")
     assert handler is not None
+    printer = trace.to_stream(sys.stderr) if args.trace else None
     try:
         return handler(args)
     except TkshmError as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    finally:
+        if printer is not None:
+            trace.stop(printer)
 
 
 def gui_main() -> int:
@@ -114,8 +132,9 @@ def _put(args: argparse.Namespace) -> int:
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, request_stop)
-    with ipc.publish(loaded.image, key=args.key) as segment:
-        info = segment.info()
+    width, height = loaded.image.size
+    with ipc.Segment.create(args.key, width * height * BYTES_PER_PIXEL) as segment:
+        info = segment.write_image(loaded.image)
         frames = f", first of {loaded.frame_count} frames" if loaded.is_animated else ""
         print(
             f"Published {_printable(args.image)} ({info.width}x{info.height}{frames}) under key "
@@ -196,12 +215,38 @@ def _clean(args: argparse.Namespace) -> int:
     return 0
 
 
-def _gui(args: argparse.Namespace) -> int:
+def _windowed(open_windows: Callable[[], int]) -> int:
+    """Run a command that opens windows: without tkinter or without a display, say so in
+    one line instead of a traceback."""
     try:
-        from .app import run
+        import tkinter
+
+        return open_windows()
     except ImportError as exc:
         return _fail(f"The window needs tkinter, which this Python lacks ({exc}); install python3-tk.")
-    return run(key=args.key, lang=args.lang, geometry=getattr(args, "geometry", None))
+    except tkinter.TclError as exc:
+        return _fail(f"Cannot open a window: {exc}.")
+
+
+def _gui(args: argparse.Namespace) -> int:
+    def open_window() -> int:
+        from .app import run
+
+        return run(
+            key=args.key, lang=args.lang, geometry=getattr(args, "geometry", None),
+            show_trace=args.trace, suggest=getattr(args, "suggest", None),
+        )  # fmt: skip
+
+    return _windowed(open_window)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    def open_windows() -> int:
+        from .demo import run_demo
+
+        return run_demo(key=args.key, lang=args.lang)
+
+    return _windowed(open_windows)
 
 
 def _desktop(args: argparse.Namespace) -> int:
@@ -221,6 +266,6 @@ def _desktop(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {
-    "put": _put, "get": _get, "info": _info, "list": _list, "clean": _clean, "gui": _gui,
+    "demo": _demo, "put": _put, "get": _get, "info": _info, "list": _list, "clean": _clean, "gui": _gui,
     "install-desktop": _desktop, "uninstall-desktop": _desktop,
 }  # fmt: skip
