@@ -35,8 +35,10 @@ from __future__ import annotations
 
 import functools
 import gettext
+import logging.handlers
 import os
 import queue
+import signal
 import threading
 import time
 import tkinter as tk
@@ -48,7 +50,7 @@ from typing import Any, Final, TypeVar
 
 from PIL import Image, ImageTk
 
-from . import ipc
+from . import ipc, trace
 from .errors import (
     ImageError,
     ImageTooLargeError,
@@ -57,6 +59,7 @@ from .errors import (
     SegmentNotFoundError,
     TkshmError,
 )
+from .header import BYTES_PER_PIXEL
 from .images import fit_size, load_image
 
 T = TypeVar("T")
@@ -75,6 +78,11 @@ FOLLOW_ATTACH_RETRY_MS: Final = 500
 # window edge sends dozens of <Configure> events per second.
 REFIT_DELAY_MS: Final = 60
 TOOLTIP_DELAY_MS: Final = 600
+# New trace lines reach the pane this often; the pane keeps the last TRACE_LINES of them.
+# The timer also wakes Python: it runs signal handlers only between bytecodes, and Tk's main
+# loop sleeps in C until an event arrives, so without it Ctrl+C would wait for a mouse move.
+TRACE_POLL_MS: Final = 50
+TRACE_LINES: Final = 2000
 INITIAL_IMAGE_AREA: Final = (480, 320)
 
 
@@ -223,9 +231,12 @@ class App:
         key: str = ipc.DEFAULT_KEY,
         lang: str | None = None,
         events: bool | None = None,
+        show_trace: bool = False,
+        suggest: str | None = None,
     ) -> None:
         self.root = root
         self.key = key
+        self.suggest = suggest
         self.tr = translation(lang).gettext
         self.events = os.environ.get("TKSHM_TEST_EVENTS") == "1" if events is None else events
         self.worker = Worker()
@@ -246,7 +257,14 @@ class App:
         self._follow_after: str | None = None
         self._refit_after: str | None = None
         self._icon: tk.PhotoImage | None = None
-        self._build()
+        # The IPC trace arrives from whichever thread did the step; a QueueHandler hands it
+        # to the Tk thread, which moves it into the pane every TRACE_POLL_MS.
+        self._trace_lines: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+        self._trace_handler = logging.handlers.QueueHandler(self._trace_lines)
+        self._trace_after: str | None = None
+        self._build(show_trace)
+        trace.start(self._trace_handler)
+        self._trace_after = self.root.after(TRACE_POLL_MS, self._drain_trace)
         self.set_message(
             self.tr(
                 "Launch two of these dialogs. In the first, press the top button and load an "
@@ -257,9 +275,12 @@ class App:
         self.set_status(self.tr("Key: {key}").format(key=self.key))
 
     # -- widgets ---------------------------------------------------------------------------
-    def _build(self) -> None:
+    def _build(self, show_trace: bool) -> None:
         root, tr = self.root, self.tr
-        root.title(tr("SharedMemory Example"))
+        title = tr("SharedMemory Example")
+        # Traced windows are named as their trace lines name them, so a class can tell which
+        # window printed what.
+        root.title(f"{title} \u00b7 tkshm[{os.getpid()}]" if show_trace else title)
         root.minsize(320, 360)
         try:
             self._icon = tk.PhotoImage(master=root, file=icon_path())
@@ -304,17 +325,76 @@ class App:
             bottom, text=tr("Follow changes (F5)"), variable=self.follow_var, command=self._follow_toggled
         )
         self.follow_check.pack(side="left")
+        self.trace_var = tk.BooleanVar(master=root, value=show_trace)
+        self.trace_check = ttk.Checkbutton(
+            bottom, text=tr("Show IPC trace (F6)"), variable=self.trace_var, command=self._trace_toggled
+        )
+        self.trace_check.pack(side="right")
+        Tooltip(self.trace_check, tr("Each step of the shared memory protocol, as it happens (F6)"))
         # Two lines, always: a status that wraps differently would make the buttons jump.
         self.status = tk.Label(outer, anchor="nw", justify="left", foreground="#444", height=2)
         self.status.pack(fill="x", pady=(2, 0))
         self.status.bind("<Configure>", lambda e: self.status.configure(wraplength=max(50, e.width - 4)))
+
+        # The trace pane is packed at the bottom *first* in packing order, so that opening it in
+        # a window of fixed size takes room from the picture, not from the pane.
+        self.trace_pane = ttk.Frame(outer)
+        self.trace_text = tk.Text(
+            self.trace_pane, height=10, width=60, wrap="word", font="TkFixedFont", state="disabled",
+            background="#fbfbf8", relief="flat", borderwidth=1, highlightthickness=0,
+        )  # fmt: skip
+        self.trace_text.tag_configure("line", lmargin2=24)  # wrapped lines hang under the first
+        scroll = ttk.Scrollbar(self.trace_pane, command=self.trace_text.yview)
+        self.trace_text.configure(yscrollcommand=scroll.set)
+        scroll.pack(side="right", fill="y")
+        self.trace_text.pack(side="left", fill="both", expand=True)
+        self._trace_toggled()
 
         for letter in "oO":  # with or without Caps Lock
             root.bind(f"<Control-{letter}>", lambda e: self.load_from_file())
         for letter in "dD":
             root.bind(f"<Control-{letter}>", lambda e: self.display_from_shared_memory())
         root.bind("<F5>", lambda e: self.toggle_follow())
+        root.bind("<F6>", lambda e: self.toggle_trace())
         root.bind("<Control-q>", lambda e: self.close())
+
+    # -- the trace pane --------------------------------------------------------------------
+    def toggle_trace(self) -> None:
+        """F6: show or hide the trace pane, as a click on its checkbox would."""
+        self.trace_var.set(not self.trace_var.get())
+        self._trace_toggled()
+
+    def _trace_toggled(self) -> None:
+        if self.trace_var.get():
+            self.trace_pane.pack(side="bottom", fill="both", pady=(6, 0), before=self.load_button)
+            self.trace_text.see("end")
+        else:
+            self.trace_pane.pack_forget()
+
+    def _drain_trace(self) -> None:
+        """Move the trace lines the IPC layer reported since last time into the pane."""
+        self._trace_after = None
+        lines = []
+        while True:
+            try:
+                lines.append(self._trace_lines.get_nowait().getMessage())
+            except queue.Empty:
+                break
+        if lines:
+            text = self.trace_text
+            text.configure(state="normal")
+            text.insert("end", "".join(line + "\n" for line in lines), "line")
+            excess = int(text.index("end-1c").split(".")[0]) - 1 - TRACE_LINES
+            if excess > 0:
+                text.delete("1.0", f"{excess + 1}.0")
+            text.configure(state="disabled")
+            text.see("end")
+        if not self.closed:
+            self._trace_after = self.root.after(TRACE_POLL_MS, self._drain_trace)
+
+    def trace_text_content(self) -> str:
+        """What the trace pane shows (for tests)."""
+        return str(self.trace_text.get("1.0", "end-1c"))
 
     # -- what the user sees ----------------------------------------------------------------
     def set_message(self, text: str) -> None:
@@ -378,8 +458,14 @@ class App:
             return
         previous = self.label.cget("text")
         self.set_message(self.tr("Select an image file"))
+        where = {}
+        if self.suggest:  # tkshm demo: the sample image is ready to load
+            where = {
+                "initialdir": os.path.dirname(self.suggest),
+                "initialfile": os.path.basename(self.suggest),
+            }
         path = filedialog.askopenfilename(
-            parent=self.root, title=self.tr("Open Image"), filetypes=self._file_types()
+            parent=self.root, title=self.tr("Open Image"), filetypes=self._file_types(), **where
         )
         if not path:  # cancelled: Tk returns "" or () -- nothing changes, no error
             self.set_message(str(previous))
@@ -391,10 +477,9 @@ class App:
     def _load_and_publish(self, path: str) -> Picture:  # worker thread
         loaded = load_image(path)
         if self._published is None or not self._published.is_attached:
-            self._published = ipc.publish(loaded.image, key=self.key)
-            info = self._published.info()
-        else:
-            info = self._published.write_image(loaded.image)
+            width, height = loaded.image.size
+            self._published = ipc.Segment.create(self.key, width * height * BYTES_PER_PIXEL)
+        info = self._published.write_image(loaded.image)
         return Picture(
             loaded.image, "file", info, self._published.last_stats, os.path.basename(path),
             loaded.frame_count,
@@ -681,7 +766,7 @@ class App:
         if self.closed:
             return
         self.closed = True
-        for after_id in (self._poll_after, self._follow_after, self._refit_after):
+        for after_id in (self._poll_after, self._follow_after, self._refit_after, self._trace_after):
             if after_id is not None:
                 self.root.after_cancel(after_id)
         # Let the worker finish what it is doing with a segment, then detach on this thread.
@@ -690,12 +775,23 @@ class App:
                 if segment is not None:
                     segment.detach()
             self._follow = self._published = None
+        trace.stop(self._trace_handler)
         self._photo = None
         self.root.destroy()
 
 
-def run(key: str = ipc.DEFAULT_KEY, lang: str | None = None, geometry: str | None = None) -> int:
-    """Open the window and run Tk's main loop until it is closed; return the exit status."""
+def run(
+    key: str = ipc.DEFAULT_KEY,
+    lang: str | None = None,
+    geometry: str | None = None,
+    show_trace: bool = False,
+    suggest: str | None = None,
+) -> int:
+    """Open the window and run Tk's main loop until it is closed; return the exit status.
+
+    Ctrl+C in the terminal and SIGTERM close the window as its close button does: it detaches,
+    and the last process to detach removes the segment.
+    """
     blocks = Image.core  # type: ignore[attr-defined]  # documented as PILLOW_BLOCKS_MAX
     if blocks.get_blocks_max() == 0:  # the user's PILLOW_BLOCKS_MAX wins
         # Keep a few freed image blocks (16 MB each) for the next copy out of shared memory:
@@ -705,7 +801,13 @@ def run(key: str = ipc.DEFAULT_KEY, lang: str | None = None, geometry: str | Non
     root = tk.Tk(className="tkshm")
     if geometry:
         root.geometry(geometry)
-    app = App(root, key=key, lang=lang)
+    app = App(root, key=key, lang=lang, show_trace=show_trace, suggest=suggest)
+
+    def request_close(signum: int, frame: object) -> None:
+        root.after_idle(app.close)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, request_close)
     if app.events:
         root.update()
         app.announce_geometry()
