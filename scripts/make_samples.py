@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PIL import Image
 from photo import make_photo
+from PIL import Image
 
 SAMPLES = Path(__file__).resolve().parent.parent / "assets" / "samples"
 
