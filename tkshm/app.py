@@ -44,13 +44,12 @@ import time
 import tkinter as tk
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import resources
 from tkinter import filedialog, ttk
 from typing import Any, Final, TypeVar
 
 from PIL import Image, ImageTk
 
-from . import ipc, trace
+from . import asset, ipc, trace
 from .errors import (
     ImageError,
     ImageTooLargeError,
@@ -102,7 +101,7 @@ def translation(lang: str | None = None) -> gettext.NullTranslations:
 
 def icon_path() -> str:
     """The application icon, shipped as package data in ``tkshm.assets``."""
-    return str(resources.files("tkshm.assets").joinpath("tkshm.png"))
+    return asset("tkshm.png")
 
 
 def draft(image: Image.Image, size: tuple[int, int]) -> Image.Image:

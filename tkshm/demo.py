@@ -15,9 +15,10 @@ import signal
 import subprocess
 import sys
 import time
-from importlib import resources
 from types import FrameType
 from typing import Final
+
+from . import asset
 
 # Room between and around the windows, and how big each may be (a 1280x800 projector fits two).
 GAP: Final = 24
@@ -33,7 +34,7 @@ FIRST_SAMPLE: Final = "sunset.jpg"
 
 def sample_directory() -> str:
     """The sample pictures shipped in ``tkshm.assets`` (``assets/samples`` in the source)."""
-    return str(resources.files("tkshm.assets").joinpath("samples"))
+    return asset("samples")
 
 
 def side_by_side(screen: tuple[int, int]) -> tuple[str, str]:

@@ -14,8 +14,9 @@ import gettext
 import os
 import shutil
 import sys
-from importlib import resources
 from typing import Final
+
+from . import asset
 
 APP_ID: Final = "tkshm"  # the desktop file id (tkshm.desktop) and the icon name
 ICON_SIZE: Final = "256x256"
@@ -101,8 +102,7 @@ def install(home: str | None = None) -> list[str]:
     """Write the entry and the icon; return the paths written."""
     entry, icon = entry_path(home), icon_install_path(home)
     os.makedirs(os.path.dirname(icon), exist_ok=True)
-    with resources.as_file(resources.files("tkshm.assets").joinpath("tkshm.png")) as source:
-        shutil.copyfile(source, icon)
+    shutil.copyfile(asset("tkshm.png"), icon)
     os.makedirs(os.path.dirname(entry), exist_ok=True)
     temporary = entry + ".tmp"
     with open(temporary, "w", encoding="utf-8") as out:
