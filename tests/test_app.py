@@ -305,7 +305,7 @@ def test_chinese_window_has_translated_words_and_sentences(make_app: AppFactory,
     assert text(app.display_button) == "从共享内存显示图片"
     assert text(app.label).startswith("启动两个这样的对话框。")
     app.display_button.invoke()
-    pump(app.root, lambda: text(app.label) == "无法连接到共享内存段。\n请先加载一张图片。")
+    pump(app.root, lambda: text(app.label) == "无法附加到共享内存段。\n请先加载一张图片。")
 
 
 @pytest.mark.parametrize("lang", ["en", "fr", "xx_YY"])

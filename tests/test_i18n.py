@@ -57,7 +57,7 @@ def test_mo_reads_back_through_gettext() -> None:
     catalog = gettext.GNUTranslations(io.BytesIO(MO.read_bytes()))
     assert catalog.gettext("Load Image From File...") == "从文件加载图片..."
     assert catalog.gettext("Unable to attach to shared memory segment.\nLoad an image first.") == (
-        "无法连接到共享内存段。\n请先加载一张图片。"
+        "无法附加到共享内存段。\n请先加载一张图片。"
     )
     assert catalog.info()["content-type"] == "text/plain; charset=UTF-8"
 
