@@ -262,6 +262,13 @@ def test_detach_is_idempotent_and_says_who_removed_the_segment(key: str) -> None
     assert files_for(key) == []
 
 
+def test_detaching_inside_a_locked_block_releases_the_lock_and_leaves_the_block_quietly(key: str) -> None:
+    segment = ipc.publish(Image.new("RGB", (4, 4)), key=key)
+    with segment.lock(exclusive=True):
+        assert segment.detach() is True  # closing the lock file released the lock with it
+    assert files_for(key) == []
+
+
 def test_segment_repr_size_and_path(key: str) -> None:
     with ipc.Segment.create(key, capacity=100) as segment:
         assert segment.size == HEADER_SIZE + 100

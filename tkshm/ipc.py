@@ -335,7 +335,8 @@ class Segment:
             yield
         finally:
             self._held = None
-            portalocker.unlock(self._file.lock_fd)
+            if self._file.lock_fd >= 0:  # detached inside the block: closing it unlocked it
+                portalocker.unlock(self._file.lock_fd)
             trace.step("unlock (%s)", kind)
 
     # -- header and pixels ------------------------------------------------------------
