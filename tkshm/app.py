@@ -83,6 +83,8 @@ TOOLTIP_DELAY_MS: Final = 600
 TRACE_POLL_MS: Final = 50
 TRACE_LINES: Final = 2000
 INITIAL_IMAGE_AREA: Final = (480, 320)
+# The smallest window in which both buttons, the label and a picture still fit.
+MIN_WINDOW: Final = (320, 360)
 
 
 def translation(lang: str | None = None) -> gettext.NullTranslations:
@@ -280,7 +282,7 @@ class App:
         # Traced windows are named as their trace lines name them, so a class can tell which
         # window printed what.
         root.title(f"{title} \u00b7 tkshm[{os.getpid()}]" if show_trace else title)
-        root.minsize(320, 360)
+        root.minsize(*MIN_WINDOW)
         try:
             self._icon = tk.PhotoImage(master=root, file=icon_path())
             root.iconphoto(True, self._icon)
@@ -803,6 +805,10 @@ def run(
     app = App(root, key=key, lang=lang, show_trace=show_trace, suggest=suggest)
 
     def request_close(signum: int, frame: object) -> None:
+        # Once is enough: a second Ctrl+C (the demo passes one on, and the terminal sends
+        # its own) must not interrupt the close that detaches us. SIGTERM still ends us.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         root.after_idle(app.close)
 
     for signum in (signal.SIGINT, signal.SIGTERM):
