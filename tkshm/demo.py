@@ -19,6 +19,7 @@ from types import FrameType
 from typing import Final
 
 from . import asset
+from .app import MIN_WINDOW
 
 # Room between and around the windows, and how big each may be (a 1280x800 projector fits two).
 GAP: Final = 24
@@ -38,12 +39,17 @@ def sample_directory() -> str:
 
 
 def side_by_side(screen: tuple[int, int]) -> tuple[str, str]:
-    """Tk geometries (``WxH+X+Y``) for two windows next to each other, centred on the screen."""
-    width = min(MAX_WINDOW[0], (screen[0] - 3 * GAP) // 2)
-    height = min(MAX_WINDOW[1], screen[1] - 3 * GAP)
+    """Tk geometries (``WxH+X+Y``) for two windows next to each other, centred on the screen.
+
+    Never smaller than the window's minimum size: on a screen too narrow for two of those,
+    the right window overlaps the left one rather than leaving the screen.
+    """
+    width = max(MIN_WINDOW[0], min(MAX_WINDOW[0], (screen[0] - 3 * GAP) // 2))
+    height = max(MIN_WINDOW[1], min(MAX_WINDOW[1], screen[1] - 3 * GAP))
     left = max(0, (screen[0] - 2 * width - GAP) // 2)
+    right = max(0, min(left + width + GAP, screen[0] - width))
     top = max(0, (screen[1] - height) // 2 - GAP // 2)
-    return f"{width}x{height}+{left}+{top}", f"{width}x{height}+{left + width + GAP}+{top}"
+    return f"{width}x{height}+{left}+{top}", f"{width}x{height}+{right}+{top}"
 
 
 def _screen_size() -> tuple[int, int]:
@@ -68,15 +74,7 @@ def run_demo(key: str | None = None, lang: str | None = None) -> int:
     command = [sys.executable, "-m", "tkshm", "--key", key, "--trace", "gui", "--suggest", sample]
     if lang:
         command += ["--lang", lang]
-    windows = [subprocess.Popen([*command, "--geometry", where]) for where in side_by_side(screen)]
-    print(
-        f"Two windows on key {key!r}: processes {windows[0].pid} (left) and {windows[1].pid} (right).\n"
-        "Left: press Load Image From File... and open the sample image.\n"
-        "Right: press Display Image From Shared Memory.\n"
-        "Each step of the protocol is printed below and in each window's trace pane.\n"
-        "Close both windows, or press Ctrl+C here, to end the demo.",
-        flush=True,
-    )
+    windows: list[subprocess.Popen[bytes]] = []
     deadline: list[float] = []
 
     def close_windows(signum: int, frame: FrameType | None) -> None:
@@ -86,8 +84,17 @@ def run_demo(key: str | None = None, lang: str | None = None) -> int:
                 window.send_signal(signum)
         deadline[:] = [time.monotonic() + CLOSE_TIMEOUT]
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in (signal.SIGINT, signal.SIGTERM):  # before the windows exist: no gap to fall in
         signal.signal(signum, close_windows)
+    windows += [subprocess.Popen([*command, "--geometry", where]) for where in side_by_side(screen)]
+    print(
+        f"Two windows on key {key!r}: processes {windows[0].pid} (left) and {windows[1].pid} (right).\n"
+        "Left: press Load Image From File... and open the sample image.\n"
+        "Right: press Display Image From Shared Memory.\n"
+        "Each step of the protocol is printed below and in each window's trace pane.\n"
+        "Close both windows, or press Ctrl+C here, to end the demo.",
+        flush=True,
+    )
     for window in windows:
         while window.poll() is None:
             if deadline and time.monotonic() > deadline[0]:
