@@ -1,11 +1,14 @@
-"""Shared fixtures: a unique key per test, and proof that no test leaves segment files behind."""
+"""Shared fixtures: a unique key per test, proof that no test leaves segment files behind, and a
+real Tk root for the window's tests."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
 import tempfile
+import tkinter as tk
 import uuid
 from collections.abc import Iterator
 
@@ -14,6 +17,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 
 from peer import Peer
+from tk_fixtures import new_root
 
 from tkshm import ipc
 
@@ -93,3 +97,14 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_sep("-", "tkshm soak figures")
         for line in lines:
             terminalreporter.write_line(line)
+
+
+@pytest.fixture
+def tk_root() -> Iterator[tk.Tk]:
+    """A real Tk root on the test display (pytest-xvfb); destroyed afterwards if still there."""
+    root = new_root()
+    if root is None:  # pragma: no cover - only without an X server
+        pytest.skip("no X display; install xvfb")
+    yield root
+    with contextlib.suppress(tk.TclError):  # the window under test may have destroyed it
+        root.destroy()

@@ -4,7 +4,6 @@ monkeypatching ``filedialog.askopenfilename``: a unit test never opens a modal d
 
 from __future__ import annotations
 
-import contextlib
 import time
 import tkinter as tk
 from collections.abc import Callable, Iterator
@@ -14,7 +13,7 @@ import pytest
 from patterns import pattern, seed_of
 from peer import Peer
 from PIL import Image
-from tk_fixtures import App, make_photo, new_root, pump
+from tk_fixtures import App, make_photo, pump
 
 from tkshm import ipc
 from tkshm.app import fit_size, smooth
@@ -34,16 +33,6 @@ NOT_ATTACHED = "Unable to attach to shared memory segment.\nLoad an image first.
 NOT_AN_IMAGE = "Selected file is not an image, please select another."
 
 AppFactory = Callable[..., App]
-
-
-@pytest.fixture
-def tk_root() -> Iterator[tk.Tk]:
-    root = new_root()
-    if root is None:  # pragma: no cover - only without an X server
-        pytest.skip("no X display; install xvfb")
-    yield root
-    with contextlib.suppress(tk.TclError):  # the window under test may have destroyed it
-        root.destroy()
 
 
 @pytest.fixture

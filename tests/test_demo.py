@@ -1,0 +1,342 @@
+"""``tkshm demo`` end to end, as a teacher runs it: two traced windows side by side on the
+Xvfb display, the sample loaded through the real file dialog in the left one and displayed
+from shared memory in the right one, then Ctrl+C (or SIGTERM) to end the lesson.
+
+The demo and its two windows share one stdout (the instructions and, with
+``TKSHM_TEST_EVENTS=1``, the windows' event lines) and one stderr (the windows' trace). A
+reader thread per stream feeds a queue, so every wait has a deadline. The demo runs in a
+process group of its own, so a test can send Ctrl+C to all three as a terminal would.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import IO, TypeVar
+
+import pytest
+from test_app_e2e import click, xdotool
+
+from tkshm import ipc
+from tkshm.app import MIN_WINDOW  # the window's root.minsize: Tk grows a smaller one
+from tkshm.demo import side_by_side
+
+DEADLINE = 20.0
+GEOMETRY = re.compile(r"(\d+)x(\d+)\+(\d+)\+(\d+)")
+TRACE = re.compile(r"\d\d:\d\d:\d\d\.\d{3} tkshm\[(\d+)\] (.+)")
+INTRO = re.compile(r"Two windows on key '(demo-[0-9a-f]{6})': processes (\d+) \(left\) and (\d+) \(right\)\.")
+T = TypeVar("T")
+
+Rect = tuple[int, int, int, int]  # x, y, width, height
+
+
+def rect_of(geometry: str) -> Rect:
+    match = GEOMETRY.fullmatch(geometry)
+    assert match is not None, geometry
+    width, height, x, y = (int(v) for v in match.groups())
+    return x, y, width, height
+
+
+def assert_side_by_side(left: Rect, right: Rect, screen: tuple[int, int]) -> None:
+    """Both on screen, the left one wholly left of the right one, at the same height."""
+    for x, y, width, height in (left, right):
+        assert x >= 0 and y >= 0 and x + width <= screen[0] and y + height <= screen[1], (left, right, screen)
+        assert width >= MIN_WINDOW[0] and height >= MIN_WINDOW[1], (left, right)
+    assert left[0] + left[2] <= right[0], f"overlap: {left} and {right}"
+    assert (left[1], left[3]) == (right[1], right[3]), (left, right)
+
+
+@pytest.mark.parametrize(
+    "screen", [(1280, 800), (1920, 1080), (800, 600), (640, 480)], ids=lambda s: f"{s[0]}x{s[1]}"
+)
+def test_side_by_side_windows_fit_the_screen_without_overlapping(screen: tuple[int, int]) -> None:
+    left, right = (rect_of(geometry) for geometry in side_by_side(screen))
+    assert_side_by_side(left, right, screen)
+    assert left[2] == right[2]  # the same size
+
+
+def test_on_a_screen_too_narrow_for_two_windows_both_stay_on_screen_at_their_minimum_size() -> None:
+    screen = (500, 400)
+    for x, y, width, height in (rect_of(geometry) for geometry in side_by_side(screen)):
+        assert (width, height) == MIN_WINDOW
+        assert x >= 0 and y >= 0 and x + width <= screen[0] and y + height <= screen[1]
+
+
+# ---------------------------------------------------------------------------- end to end
+needs_xdotool = pytest.mark.skipif(shutil.which("xdotool") is None, reason="xdotool is not installed")
+
+
+class Lines:
+    """One output stream of the demo (shared with its windows), read by a thread into a queue."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.seen: list[str] = []
+        self.ended = False
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def wait(self, found: Callable[[list[str]], T | None], what: str) -> T:
+        """Read lines until ``found(lines so far)`` returns something; fail after the deadline."""
+        end = time.monotonic() + DEADLINE
+        while not (result := found(self.seen)):
+            if self.ended:
+                raise AssertionError(f"the stream ended before {what}; last lines: {self.seen[-10:]}")
+            try:
+                line = self._queue.get(timeout=max(0.0, end - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(
+                    f"no {what} within {DEADLINE} s; last lines: {self.seen[-10:]}"
+                ) from None
+            if line is None:
+                self.ended = True
+            else:
+                self.seen.append(line)
+        return result
+
+    def wait_for(self, pattern: str, start: int = 0) -> re.Match[str]:
+        """The first line from ``seen[start]`` on that matches ``pattern`` (waiting for it)."""
+        regex = re.compile(pattern)
+        return self.wait(
+            lambda seen: next((m for line in seen[start:] if (m := regex.fullmatch(line))), None),
+            repr(pattern),
+        )
+
+    def until_end(self) -> list[str]:
+        return self.wait(lambda seen: seen if self.ended else None, "the end of the stream")
+
+
+def catches(pid: int, signum: int) -> bool:
+    """Whether the process has a handler installed for ``signum`` (Linux: /proc/PID/status)."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("SigCgt:"):
+                return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
+    return False
+
+
+def poll(condition: Callable[[], T | None], what: str) -> T:
+    end = time.monotonic() + DEADLINE
+    while not (result := condition()):
+        if time.monotonic() > end:
+            raise AssertionError(f"gave up after {DEADLINE} s waiting for {what}")
+        time.sleep(0.01)  # a pause between looks, not the synchronisation
+    return result
+
+
+def windows_named(pattern: str) -> list[str]:
+    """Ids of the visible windows whose title matches ``pattern`` (none is not an error)."""
+    found = subprocess.run(
+        ["xdotool", "search", "--onlyvisible", "--name", pattern],
+        capture_output=True, text=True, timeout=DEADLINE,
+    )  # fmt: skip
+    return found.stdout.split()
+
+
+def window_rect(window: str) -> Rect:
+    shell = dict(line.split("=", 1) for line in xdotool("getwindowgeometry", "--shell", window).split())
+    return int(shell["X"]), int(shell["Y"]), int(shell["WIDTH"]), int(shell["HEIGHT"])
+
+
+def screen_size() -> tuple[int, int]:
+    width, height = xdotool("getdisplaygeometry").split()
+    return int(width), int(height)
+
+
+def cleaned() -> bool:
+    """Remove orphans; True once nothing is left (a killed holder's lock goes as it dies)."""
+    ipc.clean()
+    return not ipc.list_segments()
+
+
+def no_traced_windows() -> bool:
+    return not windows_named(r"tkshm\[")
+
+
+class Demo:
+    """``python -m tkshm demo`` in a session (and process group) of its own."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tkshm", "demo", "--lang", "en"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "TKSHM_TEST_EVENTS": "1"}, start_new_session=True,
+        )  # fmt: skip
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        self.out, self.err = Lines(self.proc.stdout), Lines(self.proc.stderr)
+        intro = self.out.wait_for(INTRO.pattern)
+        self.key = intro.group(1)
+        self.left_pid, self.right_pid = int(intro.group(2)), int(intro.group(3))
+        self.out.wait(lambda seen: seen.count("READY") >= 2, "both windows READY")
+        # Ctrl+C must find the demo's own handler in place, not Python's KeyboardInterrupt. It
+        # installs SIGINT's and then SIGTERM's: once SIGTERM is caught, both are.
+        poll(lambda: catches(self.proc.pid, signal.SIGTERM), "the demo's signal handlers")
+
+    def window(self, pid: int) -> str:
+        found = poll(lambda: windows_named(rf"tkshm\[{pid}\]"), f"the window titled tkshm[{pid}]")
+        assert len(found) == 1, found
+        return found[0]
+
+    def point(self, name: str, inside: Rect) -> tuple[int, int]:
+        """Where the window inside ``inside`` last said its button ``name`` is."""
+        for line in reversed(self.out.seen):
+            if line.startswith(f"GEOM {name} "):
+                x, y = (int(v) for v in line.split()[2:4])
+                if inside[0] <= x < inside[0] + inside[2] and inside[1] <= y < inside[1] + inside[3]:
+                    return x, y
+        raise AssertionError(f"no GEOM {name} inside {inside}: {self.out.seen}")
+
+    def trace(self, pid: int) -> list[str]:
+        return [
+            m.group(2) for line in self.err.seen if (m := TRACE.fullmatch(line)) and int(m.group(1)) == pid
+        ]
+
+    def finish(self) -> int:
+        """Wait for the demo to exit; then both streams end (the windows have closed them too)."""
+        try:
+            status = self.proc.wait(timeout=DEADLINE)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the demo did not exit within {DEADLINE} s") from None
+        self.out.until_end()
+        self.err.until_end()
+        return status
+
+    def stop(self) -> None:
+        """Teardown: whatever is left of the demo's process group is killed, its orphans cleaned."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass  # all three have ended, as they should
+        else:  # only after a failure, which the test has reported already
+            poll(cleaned, "the killed windows' segments to be removed")
+        self.proc.wait(timeout=DEADLINE)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+@pytest.fixture
+def demos(isolated_dir: str) -> Iterator[list[Demo]]:
+    """Demos a test starts, in a private segment directory that must be empty at the end."""
+    started: list[Demo] = []
+    yield started
+    for demo in started:
+        demo.stop()
+
+
+def start_demo(demos: list[Demo]) -> tuple[Demo, Rect, Rect]:
+    """Start the demo; return it and its left and right windows' places, checked side by side."""
+    demo = Demo()
+    demos.append(demo)
+    left, right = window_rect(demo.window(demo.left_pid)), window_rect(demo.window(demo.right_pid))
+    screen = screen_size()
+    assert_side_by_side(left, right, screen)
+    assert (left, right) == tuple(rect_of(geometry) for geometry in side_by_side(screen))
+    for rect in (left, right):  # each window has said where its buttons are
+        demo.point("load_button", rect)
+        demo.point("display_button", rect)
+    return demo, left, right
+
+
+def load_the_sample(demo: Demo, left: Rect) -> None:
+    """Left window: Load, then Return in the dialog, which has the sample selected already."""
+    mark = len(demo.out.seen)
+    click(demo.point("load_button", left))
+    demo.out.wait_for("LABEL Select an image file", mark)
+    dialog = poll(lambda: windows_named("^Open Image$"), "the Open Image dialog")[0]
+    xdotool("windowfocus", "--sync", dialog)  # no window manager: focus would follow the pointer
+    xdotool("key", "Return")
+    demo.out.wait_for(
+        rf"LABEL Showing sunset\.jpg, published to shared memory under key {re.escape(demo.key)}\.", mark
+    )
+    demo.out.wait_for(r"SHOWN source=file gen=1 quality=fine ms=[\d.]+", mark)
+
+
+@needs_xdotool
+def test_demo_windows_side_by_side_share_the_sample_and_ctrl_c_closes_both_and_removes_the_segment(
+    demos: list[Demo], isolated_dir: str
+) -> None:
+    demo, left, right = start_demo(demos)
+    first = demo.out.seen.index(demo.out.wait_for(INTRO.pattern).group(0))
+    assert demo.out.seen[first : first + 5] == [  # one print: the lines arrive together
+        f"Two windows on key {demo.key!r}: processes {demo.left_pid} (left) and {demo.right_pid} (right).",
+        "Left: press Load Image From File... and open the sample image.",
+        "Right: press Display Image From Shared Memory.",
+        "Each step of the protocol is printed below and in each window's trace pane.",
+        "Close both windows, or press Ctrl+C here, to end the demo.",
+    ]
+    for pid in (demo.left_pid, demo.right_pid):  # traced windows are named as their trace lines
+        assert f"SharedMemory Example \u00b7 tkshm[{pid}]" in xdotool("getwindowname", demo.window(pid))
+
+    load_the_sample(demo, left)
+    mark = len(demo.out.seen)
+    click(demo.point("display_button", right))
+    demo.out.wait_for(r"SHOWN source=shm gen=1 quality=fine ms=[\d.]+", mark)
+    stays = "detach: unmapped; the segment stays while other processes are attached"
+    demo.err.wait(lambda seen: stays in demo.trace(demo.right_pid), "the right window's detach")
+    seg = re.escape(os.path.join(isolated_dir, ipc.native_name(demo.key) + ".seg"))
+    assert any(re.fullmatch(rf"create: new segment {seg}, .+", m) for m in demo.trace(demo.left_pid))
+    assert any(re.fullmatch(rf"attach: existing segment {seg}, .+", m) for m in demo.trace(demo.right_pid))
+    assert not any(m.startswith("create:") for m in demo.trace(demo.right_pid))
+
+    os.killpg(demo.proc.pid, signal.SIGINT)  # Ctrl+C in the demo's terminal reaches all three
+    assert demo.finish() == 0
+    assert demo.trace(demo.left_pid)[-1] == (
+        "detach: unmapped; we were the last process attached, so the segment was removed"
+    )
+    assert all(TRACE.fullmatch(line) for line in demo.err.seen), demo.err.seen  # no traceback, no error
+    assert not any(TRACE.fullmatch(line) for line in demo.out.seen)  # the trace goes to stderr only
+    assert os.listdir(isolated_dir) == []
+    poll(no_traced_windows, "both windows to go")
+
+
+@needs_xdotool
+def test_sigterm_to_the_demo_alone_closes_both_windows_and_removes_the_segment(
+    demos: list[Demo], isolated_dir: str
+) -> None:
+    demo, left, _ = start_demo(demos)
+    load_the_sample(demo, left)
+    assert os.listdir(isolated_dir) != []
+    os.kill(demo.proc.pid, signal.SIGTERM)  # the demo alone: it passes the signal on to its windows
+    assert demo.finish() == 0
+    assert demo.trace(demo.left_pid)[-1] == (
+        "detach: unmapped; we were the last process attached, so the segment was removed"
+    )
+    assert all(TRACE.fullmatch(line) for line in demo.err.seen), demo.err.seen
+    assert os.listdir(isolated_dir) == []
+    poll(no_traced_windows, "both windows to go")
+
+
+def test_a_second_ctrl_c_while_the_window_closes_still_ends_it_cleanly(isolated_dir: str) -> None:
+    """In the demo each window gets Ctrl+C twice: from the terminal and from the demo."""
+    key = "two-ctrl-c"  # nothing is published under it: closing is quick, so the race is tight
+    for gap in (0.005, 0.01, 0.015, 0.02, 0.03):  # the second signal lands at another moment of the close
+        window = subprocess.Popen(
+            [sys.executable, "-m", "tkshm", "--key", key, "--trace", "gui"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "TKSHM_TEST_EVENTS": "1"},
+        )  # fmt: skip
+        assert window.stdout is not None and window.stderr is not None
+        out = Lines(window.stdout)
+        out.wait_for("READY")
+        poll(lambda pid=window.pid: catches(pid, signal.SIGTERM), "the window's signal handlers")
+        window.send_signal(signal.SIGINT)
+        time.sleep(gap)  # the spacing between the two signals is the point, not synchronisation
+        window.send_signal(signal.SIGINT)
+        assert window.wait(DEADLINE) == 0, window.stderr.read()
+        assert window.stderr.read() == ""
+        window.stdout.close()
+        window.stderr.close()
+    assert os.listdir(isolated_dir) == []

@@ -1,0 +1,482 @@
+"""The IPC trace: each step of the protocol as one line, in the order it happens.
+
+In-process, a handler on the ``tkshm.trace`` logger receives the steps of a publish and a read
+in protocol order. Across real processes, ``tkshm --trace`` prints them to stderr, each line
+naming its time and process: the reader attaches (the writer created), takes the shared lock,
+copies out and leaves the segment to its writer, and the writer's Ctrl+C removes it. A killed
+holder's orphan, a lock held elsewhere and plain (untraced) commands are traced as they should
+be. In the window, F6 or the checkbox shows the trace pane, which fills as the window works.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import logging.handlers
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import tkinter as tk
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import pytest
+from conftest import files_for
+from patterns import pattern, seed_of
+from peer import Peer
+from tk_fixtures import App, pump
+
+from tkshm import ipc, trace
+from tkshm.app import TRACE_LINES
+
+DEADLINE = 60.0
+# tkshm.trace.FORMAT: "15:42:01.124 tkshm[4242] lock granted (shared) after 0.02 ms"
+LINE = re.compile(r"(\d\d):([0-5]\d):([0-5]\d)\.(\d{3}) tkshm\[(\d+)\] (.+)")
+MS = r"\d+\.\d+ ms"
+
+
+def seg_path(key: str) -> str:
+    return os.path.join(ipc.segment_directory(), ipc.native_name(key) + ".seg")
+
+
+def named(key: str) -> str:
+    return rf"key {re.escape(repr(key))} -> native name {re.escape(ipc.native_name(key))}"
+
+
+def assert_steps(messages: list[str], expected: list[str]) -> None:
+    """Each message matches the pattern at its place, and there are no others."""
+    shown = "\n".join(messages)
+    assert len(messages) == len(expected), f"{len(messages)} steps, expected {len(expected)}:\n{shown}"
+    for place, (message, wanted) in enumerate(zip(messages, expected, strict=True)):
+        assert re.fullmatch(wanted, message), f"step {place}: {message!r} !~ {wanted!r}\n{shown}"
+
+
+def assert_in_order(messages: list[str], expected: list[str]) -> None:
+    """The patterns match messages in this order (other messages may come between them)."""
+    rest = iter(messages)
+    for wanted in expected:
+        assert any(re.fullmatch(wanted, message) for message in rest), (
+            f"no {wanted!r} after the steps before it in:\n" + "\n".join(messages)
+        )
+
+
+@dataclass(frozen=True)
+class Traced:
+    """What a traced command printed on stderr: its trace lines and everything else."""
+
+    pids: list[int]
+    messages: list[str]
+    seconds: list[float]  # time of day of each trace line
+    other: list[str]
+
+
+def split_stderr(stderr: str) -> Traced:
+    pids: list[int] = []
+    messages: list[str] = []
+    seconds: list[float] = []
+    other: list[str] = []
+    for line in stderr.splitlines():
+        if match := LINE.fullmatch(line):
+            hours, minutes, secs, millis, pid, message = match.groups()
+            pids.append(int(pid))
+            messages.append(message)
+            seconds.append(int(hours) * 3600 + int(minutes) * 60 + int(secs) + int(millis) / 1000)
+        else:
+            other.append(line)
+    return Traced(pids, messages, seconds, other)
+
+
+@dataclass(frozen=True)
+class Done:
+    pid: int
+    status: int
+    stdout: str
+    stderr: str
+
+
+def tkshm(*args: str) -> Done:
+    """Run ``python -m tkshm ARGS`` to the end, as a user runs it, and say which process it was."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tkshm", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=DEADLINE)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise AssertionError(f"tkshm {' '.join(args)} did not finish within {DEADLINE} s") from None
+    return Done(proc.pid, proc.returncode, stdout, stderr)
+
+
+class Running:
+    """A long-running ``tkshm`` command (``put``): stdout read by a thread, so waits have a
+    deadline; stderr collected by another, so a chatty trace can never fill its pipe."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tkshm", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        self._stdout: queue.Queue[str | None] = queue.Queue()
+        self._stderr: list[str | None] = []
+        self._ended: tuple[int, str, str] | None = None
+        self._threads = [
+            threading.Thread(target=self._read, args=(self.proc.stdout, self._stdout.put), daemon=True),
+            threading.Thread(target=self._read, args=(self.proc.stderr, self._stderr.append), daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    @staticmethod
+    def _read(stream: IO[str], put: Callable[[str | None], None]) -> None:
+        for line in stream:
+            put(line)
+        put(None)
+
+    def line(self) -> str:
+        try:
+            line = self._stdout.get(timeout=DEADLINE)
+        except queue.Empty:
+            raise AssertionError(f"process {self.proc.pid} printed nothing within {DEADLINE} s") from None
+        assert line is not None, f"process {self.proc.pid} exited early: {self.stop()}"
+        return line
+
+    def stop(self, signum: int = signal.SIGTERM) -> tuple[int, str, str]:
+        """Send ``signum`` unless it has exited; return its status, the rest of stdout, stderr."""
+        if self._ended is None:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signum)
+            status = self.proc.wait(timeout=DEADLINE)
+            for thread in self._threads:
+                thread.join(timeout=DEADLINE)
+            rest: list[str] = []
+            while (line := self._stdout.get_nowait()) is not None:
+                rest.append(line)
+            self._ended = status, "".join(rest), "".join(line for line in self._stderr if line is not None)
+        return self._ended
+
+    def close(self) -> None:
+        self.stop(signal.SIGTERM)  # put detaches on SIGTERM: nothing left for `key` to find
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+@pytest.fixture
+def running(key: str) -> Iterator[list[Running]]:
+    """Long-running commands a test starts; any still running is stopped (before ``key`` checks)."""
+    started: list[Running] = []
+    yield started
+    for command in started:
+        command.close()
+
+
+class Collect(logging.Handler):
+    """Keeps every trace record, as the window's pane or a teacher's script would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def collected() -> Iterator[Collect]:
+    handler = Collect()
+    trace.start(handler)
+    yield handler
+    trace.stop(handler)
+
+
+# -- in one process ------------------------------------------------------------------------
+def test_publish_and_read_report_each_step_in_protocol_order(key: str, collected: Collect) -> None:
+    path = re.escape(seg_path(key))
+    with ipc.publish(pattern(40, 30, 7), key=key):
+        assert seed_of(ipc.read_image(key=key)) == 7
+    assert files_for(key) == []
+    assert_steps(
+        [record.getMessage() for record in collected.records],
+        [
+            # publish: create, lock, copy in, unlock; the segment stays with its handle
+            named(key),
+            rf"create: new segment {path}, header \+ 4,800 bytes for pixels; attached",
+            r"lock requested \(exclusive\)",
+            rf"lock granted \(exclusive\) after {MS}",
+            r"header says WRITING, generation 1",
+            rf"copied 4,800 bytes \(40x30, generation 1\) into the segment in {MS}; header says READY",
+            r"unlock \(exclusive\)",
+            # read_image: attach, lock, copy out, unlock, detach
+            named(key),
+            rf"attach: existing segment {path}, header \+ 4,800 bytes for pixels; attached",
+            r"lock requested \(shared\)",
+            rf"lock granted \(shared\) after {MS}",
+            rf"copied 4,800 bytes \(40x30, generation 1\) out of the segment in {MS}",
+            r"unlock \(shared\)",
+            r"detach: unmapped; the segment stays while other processes are attached",
+            # the end of the with block: the publisher was the last holder
+            r"detach: unmapped; we were the last process attached, so the segment was removed",
+        ],
+    )
+    first = collected.records[0]
+    assert (first.name, first.levelno) == ("tkshm.trace", logging.INFO)
+    line = LINE.fullmatch(trace.formatter().format(first))
+    assert line is not None and int(line.group(5)) == os.getpid(), trace.formatter().format(first)
+
+
+def test_stopping_the_trace_restores_the_logger_and_prints_nothing_unasked(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    logger = logging.getLogger("tkshm.trace")
+    before = (logger.level, list(logger.handlers), trace.on())
+    out = io.StringIO()
+    printer = trace.to_stream(out)
+    assert logger.level == logging.INFO and trace.on()
+    trace.step("lock requested (%s)", "shared")
+    trace.stop(printer)
+    assert (logger.level, logger.handlers, trace.on()) == before
+    trace.step("nobody listens to this")
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 1, lines
+    line = LINE.fullmatch(lines[0])
+    assert line is not None and line.group(6) == "lock requested (shared)", lines
+    assert capfd.readouterr() == ("", "")  # nothing on the real stdout or stderr either
+
+
+# -- across processes, through the command line ---------------------------------------------
+def test_cli_trace_shows_reader_attach_under_a_shared_lock_and_writer_remove_the_segment_on_ctrl_c(
+    key: str, tmp_path: Path, running: list[Running]
+) -> None:
+    picture, out = tmp_path / "picture.png", tmp_path / "out.png"
+    pattern(40, 30, 9).save(picture)
+    put = Running("put", str(picture), "--key", key, "--trace")
+    running.append(put)
+    assert put.line().startswith(f"Published {picture} (40x30) under key {key!r}, generation 1.")
+
+    get = tkshm("get", "--key", key, "-o", str(out), "--trace")
+    assert (get.status, get.stdout) == (0, f"Saved 40x30 image to {out}.\n")  # stdout as without --trace
+    reader = split_stderr(get.stderr)
+    assert reader.other == [] and set(reader.pids) == {get.pid}, get.stderr
+    path = re.escape(seg_path(key))
+    assert_steps(
+        reader.messages,
+        [
+            named(key),
+            rf"attach: existing segment {path}, header \+ 4,800 bytes for pixels; attached",
+            r"lock requested \(shared\)",
+            rf"lock granted \(shared\) after {MS}",
+            rf"copied 4,800 bytes \(40x30, generation 1\) out of the segment in {MS}",
+            r"unlock \(shared\)",
+            r"detach: unmapped; the segment stays while other processes are attached",
+        ],
+    )
+    assert files_for(key) != []  # put still holds it
+
+    status, rest, stderr = put.stop(signal.SIGINT)  # Ctrl+C
+    assert (status, rest) == (0, "")
+    writer = split_stderr(stderr)
+    assert writer.other == [] and set(writer.pids) == {put.proc.pid}, stderr
+    assert_steps(
+        writer.messages,
+        [
+            named(key),
+            rf"create: new segment {path}, header \+ 4,800 bytes for pixels; attached",
+            r"lock requested \(exclusive\)",
+            rf"lock granted \(exclusive\) after {MS}",
+            r"header says WRITING, generation 1",
+            rf"copied 4,800 bytes \(40x30, generation 1\) into the segment in {MS}; header says READY",
+            r"unlock \(exclusive\)",
+            r"detach: unmapped; we were the last process attached, so the segment was removed",
+        ],
+    )
+    assert writer.seconds == sorted(writer.seconds)  # the clock of one process runs forward
+    assert files_for(key) == []
+
+
+def test_cli_trace_after_the_only_holder_is_killed_reports_the_orphan_removed_then_nothing_published(
+    key: str, peer: Peer, tmp_path: Path
+) -> None:
+    peer.call("publish", key=key, width=16, height=16, seed=3)
+    peer.kill()  # SIGKILL: no detach; the kernel drops its presence lock
+    assert files_for(key) != []  # the orphan
+    out = tmp_path / "out.png"
+    get = tkshm("--trace", "get", "--key", key, "-o", str(out))
+    assert (get.status, get.stdout) == (1, "")
+    traced = split_stderr(get.stderr)
+    assert traced.other == [f"tkshm: Unable to attach to shared memory segment {key!r}. Load an image first."]
+    assert get.stderr.splitlines()[-1] == traced.other[0]  # the sentence comes after the steps
+    assert set(traced.pids) == {get.pid}
+    name = re.escape(ipc.native_name(key))
+    assert_steps(
+        traced.messages,
+        [
+            named(key),
+            rf"orphan: no process holds {re.escape(seg_path(key))} any more \(killed\?\); removed it",
+            rf"attach: no segment named {name}: nothing is published under this key",
+        ],
+    )
+    assert files_for(key) == [] and not out.exists()
+
+
+def test_cli_trace_shows_the_lock_requested_and_not_granted_while_another_process_holds_it(
+    key: str, peers: list[Peer], tmp_path: Path
+) -> None:
+    owner, locker = Peer(), Peer()
+    peers += [owner, locker]
+    owner.call("publish", key=key, width=16, height=16, seed=4)
+    locker.call("hold_lock", key=key, exclusive=True)
+    get = tkshm("get", "--key", key, "-o", str(tmp_path / "out.png"), "--trace")  # waits the full timeout
+    assert (get.status, get.stdout) == (1, "")
+    traced = split_stderr(get.stderr)
+    assert len(traced.other) == 1 and "busy" in traced.other[0], get.stderr
+    assert set(traced.pids) == {get.pid}
+    timeout = ipc.DEFAULT_TIMEOUT
+    assert_steps(
+        traced.messages,
+        [
+            named(key),
+            r"attach: existing segment .+; attached",
+            r"lock requested \(shared\)",
+            rf"lock not granted after {timeout:g} s: another process holds it",
+            r"detach: unmapped; the segment stays while other processes are attached",
+        ],
+    )
+    requested, refused = traced.seconds[2], traced.seconds[3]
+    assert (refused - requested) % 86400 >= timeout - 0.01  # the lines say when, to the millisecond
+    locker.kill()  # the kernel drops its lock (and its presence: the owner is the last holder)
+    assert owner.call("detach", key=key)["removed"] is True
+
+
+def test_without_trace_the_cli_prints_no_trace_lines(key: str, peer: Peer, tmp_path: Path) -> None:
+    peer.call("publish", key=key, width=16, height=8, seed=5)
+    out = tmp_path / "out.png"
+    get = tkshm("get", "--key", key, "-o", str(out))
+    assert (get.status, get.stdout, get.stderr) == (0, f"Saved 16x8 image to {out}.\n", "")
+    missing = tkshm("get", "--key", f"{key}-unpublished", "-o", str(out))
+    assert missing.status == 1
+    assert missing.stderr == (
+        f"tkshm: Unable to attach to shared memory segment {key + '-unpublished'!r}. Load an image first.\n"
+    )
+    assert peer.call("detach", key=key)["removed"] is True
+
+
+# -- the window's trace pane -----------------------------------------------------------------
+AppFactory = Callable[..., App]
+
+
+@pytest.fixture
+def make_app(key: str, tk_root: tk.Tk) -> Iterator[AppFactory]:
+    # Depends on `key`, so that the window is closed (detached) before `key` looks for files.
+    made: list[App] = []
+
+    def make(**options: object) -> App:
+        app = App(tk_root, key=key, lang="en", events=False, **options)  # type: ignore[arg-type]
+        tk_root.update()
+        made.append(app)
+        return app
+
+    yield make
+    for app in made:
+        app.close()
+
+
+def pane_messages(app: App) -> list[str]:
+    """The steps the pane shows; each line is formatted as on the command line, with our pid."""
+    messages = []
+    for line in app.trace_text_content().splitlines():
+        match = LINE.fullmatch(line)
+        assert match is not None and int(match.group(5)) == os.getpid(), line
+        messages.append(match.group(6))
+    return messages
+
+
+def test_f6_and_the_checkbox_show_and_hide_the_trace_pane(make_app: AppFactory) -> None:
+    app = make_app()
+    assert app.trace_check.cget("text") == "Show IPC trace (F6)"
+    assert app.trace_var.get() is False and not app.trace_pane.winfo_ismapped()
+    # The pane is fed from the start, shown or not.
+    hidden = "a step while the pane is hidden"
+    trace.step(hidden)
+    pump(app.root, lambda: pane_messages(app) == [hidden], what="the hidden pane fed")
+    picture_height = app.image_area.winfo_height()
+
+    app.root.focus_force()
+    pump(app.root, lambda: app.root.focus_get() is not None, what="keyboard focus")
+    app.root.event_generate("<F6>")
+    pump(app.root, lambda: bool(app.trace_pane.winfo_ismapped()), what="F6 to show the pane")
+    assert app.trace_var.get() is True  # the checkbox follows the key
+    pump(app.root, lambda: app.image_area.winfo_height() < picture_height, what="the pane taking room")
+    assert app.trace_text.winfo_height() > 50
+    app.root.event_generate("<F6>")
+    pump(app.root, lambda: not app.trace_pane.winfo_ismapped(), what="F6 to hide the pane")
+    assert app.trace_var.get() is False
+
+    app.trace_check.invoke()
+    pump(app.root, lambda: bool(app.trace_pane.winfo_ismapped()), what="the checkbox to show the pane")
+    assert app.trace_var.get() is True
+    app.trace_check.invoke()
+    pump(app.root, lambda: not app.trace_pane.winfo_ismapped(), what="the checkbox to hide the pane")
+    assert app.trace_var.get() is False
+    assert pane_messages(app) == [hidden]  # hiding keeps the lines
+
+
+def test_display_from_shared_memory_adds_its_steps_to_the_trace_pane(
+    make_app: AppFactory, key: str, peer: Peer
+) -> None:
+    peer.call("publish", key=key, width=48, height=32, seed=6)
+    app = make_app(show_trace=True)
+    assert pane_messages(app) == []
+    app.display_button.invoke()
+    gone = "detach: unmapped; the segment stays while other processes are attached"
+    pump(app.root, lambda: gone in pane_messages(app), what="the display's steps in the pane")
+    assert app._picture is not None and seed_of(app._picture.image) == 6
+    assert_in_order(
+        pane_messages(app),
+        [
+            named(key),
+            r"attach: existing segment .+; attached",
+            r"lock requested \(shared\)",
+            rf"lock granted \(shared\) after {MS}",
+            rf"copied [\d,]+ bytes \(.*48x32, generation 1\) out of the segment in {MS}",
+            r"unlock \(shared\)",
+            re.escape(gone),
+        ],
+    )
+    assert peer.call("detach", key=key)["removed"] is True
+
+
+def test_traced_window_opens_with_the_pane_and_names_its_process_in_the_title(make_app: AppFactory) -> None:
+    app = make_app(show_trace=True)
+    assert app.root.title() == f"SharedMemory Example \u00b7 tkshm[{os.getpid()}]"
+    assert app.trace_var.get() is True
+    pump(app.root, lambda: bool(app.trace_pane.winfo_ismapped()), what="the pane shown at start")
+
+
+def test_trace_pane_keeps_only_the_last_trace_lines(make_app: AppFactory) -> None:
+    app = make_app(show_trace=True)
+    extra = 300
+    for number in range(TRACE_LINES + extra):
+        trace.step("step %d", number)
+    last = f"step {TRACE_LINES + extra - 1}"
+    pump(app.root, lambda: pane_messages(app)[-1:] == [last], what="the last line in the pane")
+    lines = pane_messages(app)
+    assert len(lines) == TRACE_LINES
+    assert (lines[0], lines[-1]) == (f"step {extra}", last)  # the oldest lines went first
+    assert app.trace_text.yview()[1] == 1.0  # scrolled to the newest
+
+
+def test_closing_the_window_removes_its_trace_handler(tk_root: tk.Tk, key: str) -> None:
+    logger = logging.getLogger("tkshm.trace")
+    before = (logger.level, list(logger.handlers))
+    app = App(tk_root, key=key, lang="en", events=False)
+    added = [handler for handler in logger.handlers if handler not in before[1]]
+    assert len(added) == 1 and isinstance(added[0], logging.handlers.QueueHandler)
+    assert logger.level == logging.INFO
+    app.close()
+    assert (logger.level, logger.handlers) == before
