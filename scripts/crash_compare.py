@@ -1,9 +1,12 @@
-"""What a killed process leaves behind: Qt's QSharedMemory, multiprocessing.shared_memory, tkshm.
+"""What a stuck or killed process costs the others: Qt's QSharedMemory,
+multiprocessing.shared_memory and tkshm.
 
-For each, one process creates a segment (and, for Qt and tkshm, holds its lock), is killed
-with SIGKILL, and a second process then tries to attach and lock. The tour
-(docs/tour.md, "How tkshm differs") quotes what this prints. Needs PySide6 for the Qt part
-(``pip install -e '.[bench]'``); anything Qt leaves in System V IPC is removed afterwards.
+For Qt and tkshm, one process creates a segment and holds its lock. A second process tries to
+lock it while the holder is alive but stuck, and again after the holder is killed with
+SIGKILL. multiprocessing.shared_memory has no lock: there, a reader exits, then a creator is
+killed, and we look at what is left. The tour (docs/tour.md, "How tkshm differs") quotes what
+this prints. Needs PySide6 for the Qt part (``pip install -e '.[bench]'``); anything Qt leaves
+in System V IPC is removed afterwards.
 
     python scripts/crash_compare.py
 """
@@ -58,10 +61,14 @@ def _child(role: str, name: str) -> None:
     elif role == "tkshm-other":
         from tkshm import ipc
 
+        started = time.monotonic()
         try:
-            ipc.read_image(key=name)
-        except ipc.SegmentNotFoundError as exc:
-            print(f"attach refused: {' '.join(str(exc).split())}", flush=True)
+            ipc.read_image(key=name, timeout=2.0)
+        except ipc.TkshmError as exc:
+            waited = time.monotonic() - started
+            print(f"{type(exc).__name__} after {waited:.1f} s: {' '.join(str(exc).split())}", flush=True)
+        else:
+            print("read the image", flush=True)
 
 
 def _run(role: str, name: str) -> subprocess.Popen[str]:
@@ -79,8 +86,14 @@ def _kill_after_ready(process: subprocess.Popen[str]) -> str:
     return line
 
 
-def _ask(role: str, name: str) -> str:
-    done = subprocess.run([sys.executable, HERE, role, name], capture_output=True, text=True, timeout=30)
+def _ask(role: str, name: str, timeout: float = 30) -> str:
+    """Run a child to the end and return what it printed, or say it was still waiting."""
+    try:
+        done = subprocess.run(
+            [sys.executable, HERE, role, name], capture_output=True, text=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
+        return f"still waiting after {timeout:g} s, killed"
     return done.stdout.strip()
 
 
@@ -94,16 +107,18 @@ def qt() -> None:
 
     before_m, before_s = _sysv("-m"), _sysv("-s")
     key = f"crash-compare-{os.getpid()}"
-    _kill_after_ready(_run("qt-holder", key))
-    left_m = _sysv("-m") - before_m
-    print(f"Qt {qVersion()}: holder killed while holding lock()")
-    print(f"  System V segments left behind: {len(left_m)}")
-    other = subprocess.run(
-        [sys.executable, HERE, "qt-other", key], capture_output=True, text=True, timeout=30
-    )
-    print(f"  a new process: {other.stdout.strip()} (it sees the dead holder's segment)")
+    print(f"Qt {qVersion()}:")
+    holder = _run("qt-holder", key)
+    assert holder.stdout is not None
+    holder.stdout.readline()
+    print(f"  holder alive and stuck holding lock(); a new process: {_ask('qt-other', key, timeout=3)}")
+    holder.kill()
+    holder.wait()
+    print("  holder killed while holding lock()")
+    print(f"    System V segments left behind: {len(_sysv('-m') - before_m)}")
+    print(f"    a new process: {_ask('qt-other', key)} (it sees the dead holder's segment)")
     left_s = _sysv("-s") - before_s
-    print(f"  after every process has exited, System V semaphores left behind: {len(left_s)}")
+    print(f"    after every process has exited, System V semaphores left behind: {len(left_s)}")
     for semid in left_s:
         subprocess.run(["ipcrm", "-s", semid], check=False)
     for shmid in _sysv("-m") - before_m:
@@ -129,16 +144,19 @@ def multiprocessing_() -> None:
 
 
 def tkshm() -> None:
-    key = f"crash-compare-{os.getpid()}"
-    _kill_after_ready(_run("tkshm-holder", key))
-    other = subprocess.run(
-        [sys.executable, HERE, "tkshm-other", key], capture_output=True, text=True, timeout=30
-    )
-    print("tkshm: holder killed while holding the lock")
-    print(f"  a new process: {other.stdout.strip()}")
     from tkshm import ipc
 
-    print(f"  files left in {ipc.segment_directory()}: {len(ipc.list_segments())}")
+    key = f"crash-compare-{os.getpid()}"
+    print("tkshm:")
+    holder = _run("tkshm-holder", key)
+    assert holder.stdout is not None
+    holder.stdout.readline()
+    print(f"  holder alive and stuck holding the lock; a new process: {_ask('tkshm-other', key)}")
+    holder.kill()
+    holder.wait()
+    print("  holder killed while holding the lock")
+    print(f"    a new process: {_ask('tkshm-other', key)}")
+    print(f"    files left in {ipc.segment_directory()}: {len(ipc.list_segments())}")
 
 
 if __name__ == "__main__":
