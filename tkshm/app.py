@@ -23,6 +23,10 @@ How the window stays responsive -- Tk is single-threaded:
 * Tk keeps only a name for an image; ``ImageTk.PhotoImage`` frees the pixels when the Python
   object is garbage-collected. So the current photo is kept on ``self``, or the label goes blank.
 
+The trace pane (F6) shows each IPC step this process takes: the window listens on the
+``tkshm.trace`` logger through a ``logging.handlers.QueueHandler``, because the steps happen
+on the worker thread, and the Tk thread moves them into a ``Text`` widget every 50 ms.
+
 Strings go through ``self.tr()`` -- named after Qt's ``tr()`` -- which is ``gettext`` on the
 ``tkshm`` catalogue in ``tkshm/locale`` (English and Simplified Chinese).
 

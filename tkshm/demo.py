@@ -27,8 +27,6 @@ MAX_WINDOW: Final = (640, 860)
 # After Ctrl+C the windows detach and close within a moment; one that has not after this
 # long is stuck, and is killed (the segment is then removed by the next attach or clean).
 CLOSE_TIMEOUT: Final = 10.0
-
-
 # The first picture to load: small, so the second sample (1920x1200) makes the segment grow.
 FIRST_SAMPLE: Final = "sunset.jpg"
 
