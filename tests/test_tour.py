@@ -138,6 +138,21 @@ def test_every_relative_link_in_the_docs_leads_to_a_file(doc: Path) -> None:
         assert (doc.parent / target).exists(), f"{doc.name} links to {target}, which does not exist"
 
 
+def slugs(doc: Path) -> set[str]:
+    """The anchors a code host (GitHub) makes for the headings of ``doc``."""
+    text = re.sub(r"```.*?```", "", doc.read_text(encoding="utf-8"), flags=re.S)
+    headings = re.findall(r"^#{1,6} (.+)$", text, re.M)
+    return {re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-") for heading in headings}
+
+
+@pytest.mark.parametrize("doc", [*TOURS, README, README_ZH], ids=lambda p: p.name)
+def test_every_anchor_in_the_docs_names_a_heading(doc: Path) -> None:
+    text = doc.read_text(encoding="utf-8")
+    for target, anchor in re.findall(r"\]\(([^)#\s]*)#([^)\s]+)\)", text):
+        where = (doc.parent / target) if target else doc
+        assert anchor in slugs(where), f"{doc.name} links to {target}#{anchor}, which names no heading"
+
+
 def _setup_commands(readme: Path) -> list[str]:
     return re.findall(r"```sh\n(python3 -m venv .*?)\n```", readme.read_text(encoding="utf-8"))
 
