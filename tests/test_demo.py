@@ -27,6 +27,7 @@ from test_app_e2e import click, xdotool
 
 from tkshm import ipc
 from tkshm.app import MIN_WINDOW  # the window's root.minsize: Tk grows a smaller one
+from tkshm.cli import build_parser
 from tkshm.demo import side_by_side
 
 DEADLINE = 20.0
@@ -68,6 +69,14 @@ def test_on_a_screen_too_narrow_for_two_windows_both_stay_on_screen_at_their_min
     for x, y, width, height in (rect_of(geometry) for geometry in side_by_side(screen)):
         assert (width, height) == MIN_WINDOW
         assert x >= 0 and y >= 0 and x + width <= screen[0] and y + height <= screen[1]
+
+
+def test_demo_takes_a_fresh_key_unless_given_one_and_is_always_traced() -> None:
+    parser = build_parser()
+    assert parser.parse_args(["demo"]).key is None  # run_demo then makes demo-xxxxxx
+    assert parser.parse_args(["demo", "--key", "lesson"]).key == "lesson"
+    assert parser.parse_args(["--key", "lesson", "demo"]).key == "lesson"
+    parser.parse_args(["demo", "--trace"])  # accepted, like everywhere else: the demo always traces
 
 
 # ---------------------------------------------------------------------------- end to end

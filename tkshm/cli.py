@@ -76,11 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
     window.add_argument("--lang", default=argparse.SUPPRESS, help="language of the window: en or zh_CN")
     window.add_argument("--geometry", help="window size and place, as in Tk: WxH+X+Y or +X+Y")
     window.add_argument("--suggest", metavar="IMAGE", help="the file the Load dialog offers first")
-    demo = command(
-        "demo",
+    text = (
         "For a classroom: open two windows side by side on a fresh key, each showing the IPC trace, "
-        "with a sample image ready to load.",
+        "with a sample image ready to load."
     )
+    demo = commands.add_parser("demo", help=text, description=text)
+    demo.add_argument("--key", default=argparse.SUPPRESS, help="key to share (default: a fresh demo-xxxxxx)")
+    demo.add_argument("--trace", action="store_true", default=argparse.SUPPRESS, help="always on in the demo")
     demo.add_argument("--lang", default=argparse.SUPPRESS, help="language of the windows: en or zh_CN")
     commands.add_parser(
         "install-desktop", help="Add the window to your desktop menu (an XDG .desktop entry and icon)."
