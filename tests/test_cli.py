@@ -504,6 +504,24 @@ def test_window_without_tkinter_explains_in_one_line(tmp_path: Path) -> None:
     assert _tkinter_use(report)["loaded"] == []
 
 
+@pytest.mark.parametrize("subcommand", ["gui", "demo"])
+def test_window_without_a_display_explains_in_one_line(subcommand: str) -> None:
+    assert_one_line_error(tkshm(subcommand, env={"DISPLAY": ""}), "Cannot open a window")
+
+
+def test_assets_are_found_in_a_source_checkout_that_is_not_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.resources
+
+    import tkshm
+
+    def not_installed(package: str) -> object:
+        raise ModuleNotFoundError(f"No module named {package!r}")
+
+    monkeypatch.setattr(importlib.resources, "files", not_installed)
+    for name in ("tkshm.png", "samples/sunset.jpg"):
+        assert Path(tkshm.asset(name)).is_file(), name
+
+
 # -- one line means one line -------------------------------------------------------------------
 def test_put_prints_exactly_one_line_even_for_a_file_name_with_a_newline(
     key: str, tmp_path: Path, puts: list[Put]
