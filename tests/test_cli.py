@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import signal
 import struct
 import subprocess
 import sys
-import threading
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from commands import Running
 from conftest import files_for
 from patterns import sample
 from PIL import Image
@@ -88,68 +87,19 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: 
     return lines[0]
 
 
-class Put:
-    """A running ``tkshm put``: its stdout is read line by line, so waits have deadlines."""
-
-    def __init__(self, image: Path, key: str, *, no_tkinter: bool = False, env: dict[str, str] | None = None):
-        self.proc = subprocess.Popen(
-            command("put", "--key", key, str(image), no_tkinter=no_tkinter),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})},
-        )  # fmt: skip
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self._lines.put(line)
-        self._lines.put(None)
-
-    def published(self) -> str:
-        """Wait for the line ``put`` prints once the image is in shared memory."""
-        try:
-            line = self._lines.get(timeout=DEADLINE)
-        except queue.Empty:
-            raise AssertionError(f"tkshm put printed nothing within {DEADLINE} s") from None
-        assert line is not None, f"tkshm put exited early: {self.finish()}"
-        return line
-
-    def finish(self) -> tuple[int, list[str], str]:
-        """Wait for the exit; return the status, the remaining stdout lines and stderr."""
-        status = self.proc.wait(timeout=DEADLINE)
-        self._reader.join(timeout=DEADLINE)
-        rest: list[str] = []
-        while (line := self._lines.get_nowait()) is not None:
-            rest.append(line)
-        assert self.proc.stderr is not None
-        return status, rest, self.proc.stderr.read()
-
-    def stop(self, signum: int = signal.SIGTERM) -> tuple[int, list[str], str]:
-        self.proc.send_signal(signum)
-        return self.finish()
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.finish()
-
-
 @pytest.fixture
-def puts() -> Iterator[list[Put]]:
+def puts() -> Iterator[list[Running]]:
     """``tkshm put`` processes started by a test; any still running is stopped at the end."""
-    started: list[Put] = []
+    started: list[Running] = []
     yield started
     for put in started:
-        if put.proc.poll() is None:
-            put.stop(signal.SIGTERM)
-        for stream in (put.proc.stdout, put.proc.stderr):
-            if stream is not None:
-                stream.close()
+        put.close()
 
 
-def start_put(puts: list[Put], image: Path, key: str, **options: object) -> Put:
-    put = Put(image, key, **options)  # type: ignore[arg-type]
+def start_put(
+    puts: list[Running], image: Path, key: str, *, no_tkinter: bool = False, env: dict[str, str] | None = None
+) -> Running:
+    put = Running(command("put", "--key", key, str(image), no_tkinter=no_tkinter), env=env)
     puts.append(put)
     return put
 
@@ -164,10 +114,10 @@ def picture(tmp_path: Path) -> Path:
 # -- put ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_put_prints_one_line_once_published_and_detaches_on_signal(
-    key: str, picture: Path, puts: list[Put], signum: int
+    key: str, picture: Path, puts: list[Running], signum: int
 ) -> None:
     put = start_put(puts, picture, key)
-    line = put.published()
+    line = put.line()
     assert line.startswith(f"Published {picture} (97x61) under key {key!r}")
     # It is in shared memory now, and stays there while put waits.
     assert ipc.read_image(key=key).tobytes() == load_image(picture).image.tobytes()
@@ -189,14 +139,14 @@ def read_with_get(key: str, out: Path) -> bytes:
 
 
 def test_second_put_under_the_same_key_overwrites_and_both_stay_attached(
-    key: str, picture: Path, tmp_path: Path, puts: list[Put]
+    key: str, picture: Path, tmp_path: Path, puts: list[Running]
 ) -> None:
     other = tmp_path / "other.png"
     sample("L", 20, 30, 9).save(other)
     first = start_put(puts, picture, key)
-    first.published()
+    first.line()
     second = start_put(puts, other, key)
-    assert "generation 2" in second.published()
+    assert "generation 2" in second.line()
     assert ipc.read_image(key=key).tobytes() == load_image(other).image.tobytes()
     assert first.stop(signal.SIGINT)[0] == 0
     assert ipc.read_image(key=key).size == (20, 30)  # the second still holds it
@@ -207,9 +157,9 @@ def test_second_put_under_the_same_key_overwrites_and_both_stay_attached(
 # -- get ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("extension", ["png", "tiff"])
 def test_get_saves_the_published_image_exactly_in_a_lossless_format(
-    key: str, picture: Path, tmp_path: Path, puts: list[Put], extension: str
+    key: str, picture: Path, tmp_path: Path, puts: list[Running], extension: str
 ) -> None:
-    start_put(puts, picture, key).published()
+    start_put(puts, picture, key).line()
     out = tmp_path / f"copy.{extension}"
     result = tkshm("get", "--key", key, "-o", str(out))
     assert (result.returncode, result.stderr) == (0, "")
@@ -218,10 +168,10 @@ def test_get_saves_the_published_image_exactly_in_a_lossless_format(
         assert saved.convert("RGBA").tobytes() == load_image(picture).image.tobytes()
 
 
-def test_get_saves_jpeg_without_alpha(key: str, tmp_path: Path, puts: list[Put]) -> None:
+def test_get_saves_jpeg_without_alpha(key: str, tmp_path: Path, puts: list[Running]) -> None:
     source = tmp_path / "flat.png"
     Image.new("RGBA", (40, 30), (200, 100, 50, 255)).save(source)
-    start_put(puts, source, key).published()
+    start_put(puts, source, key).line()
     out = tmp_path / "copy.jpg"
     result = tkshm("get", "--key", key, "-o", str(out))
     assert (result.returncode, result.stderr) == (0, "")
@@ -239,17 +189,17 @@ def test_get_with_nothing_published_says_to_load_an_image_first(key: str, tmp_pa
 
 
 def test_get_to_an_unknown_format_fails_with_one_line(
-    key: str, picture: Path, tmp_path: Path, puts: list[Put]
+    key: str, picture: Path, tmp_path: Path, puts: list[Running]
 ) -> None:
-    start_put(puts, picture, key).published()
+    start_put(puts, picture, key).line()
     assert_one_line_error(tkshm("get", "--key", key, "-o", str(tmp_path / "copy.nope")), "copy.nope")
     assert_one_line_error(tkshm("get", "--key", key, "-o", str(tmp_path / "no-dir" / "a.png")), "a.png")
 
 
 # -- info ---------------------------------------------------------------------------------
-def test_info_shows_the_header_fields(key: str, picture: Path, puts: list[Put]) -> None:
+def test_info_shows_the_header_fields(key: str, picture: Path, puts: list[Running]) -> None:
     put = start_put(puts, picture, key)
-    put.published()
+    put.line()
     result = tkshm("info", "--key", key)
     assert (result.returncode, result.stderr) == (0, "")
     rows = {line[:11].strip(): line[12:] for line in result.stdout.splitlines()}  # "label      value"
@@ -262,9 +212,9 @@ def test_info_shows_the_header_fields(key: str, picture: Path, puts: list[Put]) 
     assert rows["path"] == ipc.info(key=key).path
 
 
-def test_info_json_has_every_field(key: str, picture: Path, puts: list[Put]) -> None:
+def test_info_json_has_every_field(key: str, picture: Path, puts: list[Running]) -> None:
     put = start_put(puts, picture, key)
-    put.published()
+    put.line()
     result = tkshm("info", "--json", "--key", key)
     assert (result.returncode, result.stderr) == (0, "")
     fields = json.loads(result.stdout)
@@ -279,17 +229,17 @@ def test_info_with_nothing_published_fails_with_one_line(key: str) -> None:
 
 
 # -- list and clean --------------------------------------------------------------------------
-def make_one_in_use_and_one_orphan(key: str, picture: Path, puts: list[Put]) -> tuple[Put, str]:
+def make_one_in_use_and_one_orphan(key: str, picture: Path, puts: list[Running]) -> tuple[Running, str]:
     alive = start_put(puts, picture, key + "-alive")
-    alive.published()
+    alive.line()
     doomed = start_put(puts, picture, key)
-    doomed.published()
+    doomed.line()
     doomed.kill()  # SIGKILL: no detach, so its segment is left behind as an orphan
     return alive, key
 
 
 def test_list_shows_segments_in_use_and_orphaned(
-    key: str, picture: Path, tmp_path: Path, puts: list[Put]
+    key: str, picture: Path, tmp_path: Path, puts: list[Running]
 ) -> None:
     alive, orphan = make_one_in_use_and_one_orphan(key, picture, puts)
     result = tkshm("list", "--json")
@@ -317,7 +267,9 @@ def test_list_with_no_segments_says_so() -> None:
     assert json.loads(tkshm("list", "--json").stdout) == []
 
 
-def test_clean_removes_orphans_but_never_a_segment_in_use(key: str, picture: Path, puts: list[Put]) -> None:
+def test_clean_removes_orphans_but_never_a_segment_in_use(
+    key: str, picture: Path, puts: list[Running]
+) -> None:
     alive, orphan = make_one_in_use_and_one_orphan(key, picture, puts)
     orphan_path = os.path.join(os.environ["TKSHM_DIR"], ipc.native_name(orphan) + ".seg")
     result = tkshm("clean")
@@ -421,9 +373,9 @@ def test_unusable_key_gives_one_line_on_stderr(
     assert_one_line_error(tkshm(args[0], "--key", bad, *args[1:]), message)
 
 
-def test_hostile_key_works_end_to_end(picture: Path, tmp_path: Path, puts: list[Put]) -> None:
+def test_hostile_key_works_end_to_end(picture: Path, tmp_path: Path, puts: list[Running]) -> None:
     hostile = "../../etc/passwd"
-    start_put(puts, picture, hostile).published()
+    start_put(puts, picture, hostile).line()
     assert os.listdir(os.environ["TKSHM_DIR"]) == [ipc.native_name(hostile) + s for s in (".lock", ".seg")]
     out = tmp_path / "copy.png"
     assert tkshm("get", "--key", hostile, "-o", str(out)).returncode == 0
@@ -477,11 +429,11 @@ def test_ipc_imports_on_a_python_without_tkinter(tmp_path: Path) -> None:
 
 
 def test_every_command_but_the_window_works_without_tkinter(
-    key: str, picture: Path, tmp_path: Path, puts: list[Put]
+    key: str, picture: Path, tmp_path: Path, puts: list[Running]
 ) -> None:
     env, report = _report(tmp_path)
     put = start_put(puts, picture, key, no_tkinter=True, env=env)
-    put.published()
+    put.line()
     out = tmp_path / "copy.png"
     commands = [
         ["get", "--key", key, "-o", str(out)], ["info", "--key", key], ["info", "--json", "--key", key],
@@ -524,20 +476,20 @@ def test_assets_are_found_in_a_source_checkout_that_is_not_installed(monkeypatch
 
 # -- one line means one line -------------------------------------------------------------------
 def test_put_prints_exactly_one_line_even_for_a_file_name_with_a_newline(
-    key: str, tmp_path: Path, puts: list[Put]
+    key: str, tmp_path: Path, puts: list[Running]
 ) -> None:
     odd = tmp_path / "two\nlines.png"
     sample("RGB", 5, 5, 1).save(odd, format="PNG")
     put = start_put(puts, odd, key)
-    assert put.published().startswith("Published ")
+    assert put.line().startswith("Published ")
     status, rest, stderr = put.stop(signal.SIGTERM)
     assert (status, rest, stderr) == (0, [], "")
 
 
 def test_list_prints_one_row_per_segment_even_for_a_key_with_a_newline(
-    key: str, picture: Path, puts: list[Put]
+    key: str, picture: Path, puts: list[Running]
 ) -> None:
-    start_put(puts, picture, key + "\nsecond line").published()
+    start_put(puts, picture, key + "\nsecond line").line()
     result = tkshm("list")
     assert (result.returncode, result.stderr) == (0, "")
     assert len(result.stdout.splitlines()) == 1, result.stdout

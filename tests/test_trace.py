@@ -14,19 +14,17 @@ import io
 import logging
 import logging.handlers
 import os
-import queue
 import re
 import signal
 import subprocess
 import sys
-import threading
 import tkinter as tk
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import pytest
+from commands import Running
 from conftest import files_for
 from patterns import pattern, seed_of
 from peer import Peer
@@ -47,6 +45,38 @@ def seg_path(key: str) -> str:
 
 def named(key: str) -> str:
     return rf"key {re.escape(repr(key))} -> native name {re.escape(ipc.native_name(key))}"
+
+
+STAYS = "detach: unmapped; the segment stays while other processes are attached"  # no regex specials
+REMOVED = "detach: unmapped; we were the last process attached, so the segment was removed"
+
+
+def publish_steps(key: str) -> list[str]:
+    """A first publish of a 40x30 image: create, lock, copy in, unlock (the segment stays)."""
+    path = re.escape(seg_path(key))
+    return [
+        named(key),
+        rf"create: new segment {path}, header \+ 4,800 bytes for pixels; attached",
+        r"lock requested \(exclusive\)",
+        rf"lock granted \(exclusive\) after {MS}",
+        r"header says WRITING, generation 1",
+        rf"copied 4,800 bytes \(40x30, generation 1\) into the segment in {MS}; header says READY",
+        r"unlock \(exclusive\)",
+    ]
+
+
+def read_steps(key: str) -> list[str]:
+    """Reading that image from another handle: attach, lock, copy out, unlock, detach."""
+    path = re.escape(seg_path(key))
+    return [
+        named(key),
+        rf"attach: existing segment {path}, header \+ 4,800 bytes for pixels; attached",
+        r"lock requested \(shared\)",
+        rf"lock granted \(shared\) after {MS}",
+        rf"copied 4,800 bytes \(40x30, generation 1\) out of the segment in {MS}",
+        r"unlock \(shared\)",
+        STAYS,
+    ]
 
 
 def assert_steps(messages: list[str], expected: list[str]) -> None:
@@ -114,59 +144,6 @@ def tkshm(*args: str) -> Done:
     return Done(proc.pid, proc.returncode, stdout, stderr)
 
 
-class Running:
-    """A long-running ``tkshm`` command (``put``): stdout read by a thread, so waits have a
-    deadline; stderr collected by another, so a chatty trace can never fill its pipe."""
-
-    def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tkshm", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        self._stdout: queue.Queue[str | None] = queue.Queue()
-        self._stderr: list[str | None] = []
-        self._ended: tuple[int, str, str] | None = None
-        self._threads = [
-            threading.Thread(target=self._read, args=(self.proc.stdout, self._stdout.put), daemon=True),
-            threading.Thread(target=self._read, args=(self.proc.stderr, self._stderr.append), daemon=True),
-        ]
-        for thread in self._threads:
-            thread.start()
-
-    @staticmethod
-    def _read(stream: IO[str], put: Callable[[str | None], None]) -> None:
-        for line in stream:
-            put(line)
-        put(None)
-
-    def line(self) -> str:
-        try:
-            line = self._stdout.get(timeout=DEADLINE)
-        except queue.Empty:
-            raise AssertionError(f"process {self.proc.pid} printed nothing within {DEADLINE} s") from None
-        assert line is not None, f"process {self.proc.pid} exited early: {self.stop()}"
-        return line
-
-    def stop(self, signum: int = signal.SIGTERM) -> tuple[int, str, str]:
-        """Send ``signum`` unless it has exited; return its status, the rest of stdout, stderr."""
-        if self._ended is None:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signum)
-            status = self.proc.wait(timeout=DEADLINE)
-            for thread in self._threads:
-                thread.join(timeout=DEADLINE)
-            rest: list[str] = []
-            while (line := self._stdout.get_nowait()) is not None:
-                rest.append(line)
-            self._ended = status, "".join(rest), "".join(line for line in self._stderr if line is not None)
-        return self._ended
-
-    def close(self) -> None:
-        self.stop(signal.SIGTERM)  # put detaches on SIGTERM: nothing left for `key` to find
-        for stream in (self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                stream.close()
-
-
 @pytest.fixture
 def running(key: str) -> Iterator[list[Running]]:
     """Long-running commands a test starts; any still running is stopped (before ``key`` checks)."""
@@ -197,32 +174,13 @@ def collected() -> Iterator[Collect]:
 
 # -- in one process ------------------------------------------------------------------------
 def test_publish_and_read_report_each_step_in_protocol_order(key: str, collected: Collect) -> None:
-    path = re.escape(seg_path(key))
     with ipc.publish(pattern(40, 30, 7), key=key):
         assert seed_of(ipc.read_image(key=key)) == 7
     assert files_for(key) == []
+    # publish; read_image; then the end of the with block, where the publisher is the last holder
     assert_steps(
         [record.getMessage() for record in collected.records],
-        [
-            # publish: create, lock, copy in, unlock; the segment stays with its handle
-            named(key),
-            rf"create: new segment {path}, header \+ 4,800 bytes for pixels; attached",
-            r"lock requested \(exclusive\)",
-            rf"lock granted \(exclusive\) after {MS}",
-            r"header says WRITING, generation 1",
-            rf"copied 4,800 bytes \(40x30, generation 1\) into the segment in {MS}; header says READY",
-            r"unlock \(exclusive\)",
-            # read_image: attach, lock, copy out, unlock, detach
-            named(key),
-            rf"attach: existing segment {path}, header \+ 4,800 bytes for pixels; attached",
-            r"lock requested \(shared\)",
-            rf"lock granted \(shared\) after {MS}",
-            rf"copied 4,800 bytes \(40x30, generation 1\) out of the segment in {MS}",
-            r"unlock \(shared\)",
-            r"detach: unmapped; the segment stays while other processes are attached",
-            # the end of the with block: the publisher was the last holder
-            r"detach: unmapped; we were the last process attached, so the segment was removed",
-        ],
+        [*publish_steps(key), *read_steps(key), REMOVED],
     )
     first = collected.records[0]
     assert (first.name, first.levelno) == ("tkshm.trace", logging.INFO)
@@ -255,7 +213,7 @@ def test_cli_trace_shows_reader_attach_under_a_shared_lock_and_writer_remove_the
 ) -> None:
     picture, out = tmp_path / "picture.png", tmp_path / "out.png"
     pattern(40, 30, 9).save(picture)
-    put = Running("put", str(picture), "--key", key, "--trace")
+    put = Running([sys.executable, "-m", "tkshm", "put", str(picture), "--key", key, "--trace"])
     running.append(put)
     assert put.line().startswith(f"Published {picture} (40x30) under key {key!r}, generation 1.")
 
@@ -263,38 +221,14 @@ def test_cli_trace_shows_reader_attach_under_a_shared_lock_and_writer_remove_the
     assert (get.status, get.stdout) == (0, f"Saved 40x30 image to {out}.\n")  # stdout as without --trace
     reader = split_stderr(get.stderr)
     assert reader.other == [] and set(reader.pids) == {get.pid}, get.stderr
-    path = re.escape(seg_path(key))
-    assert_steps(
-        reader.messages,
-        [
-            named(key),
-            rf"attach: existing segment {path}, header \+ 4,800 bytes for pixels; attached",
-            r"lock requested \(shared\)",
-            rf"lock granted \(shared\) after {MS}",
-            rf"copied 4,800 bytes \(40x30, generation 1\) out of the segment in {MS}",
-            r"unlock \(shared\)",
-            r"detach: unmapped; the segment stays while other processes are attached",
-        ],
-    )
+    assert_steps(reader.messages, read_steps(key))
     assert files_for(key) != []  # put still holds it
 
     status, rest, stderr = put.stop(signal.SIGINT)  # Ctrl+C
-    assert (status, rest) == (0, "")
+    assert (status, rest) == (0, [])
     writer = split_stderr(stderr)
     assert writer.other == [] and set(writer.pids) == {put.proc.pid}, stderr
-    assert_steps(
-        writer.messages,
-        [
-            named(key),
-            rf"create: new segment {path}, header \+ 4,800 bytes for pixels; attached",
-            r"lock requested \(exclusive\)",
-            rf"lock granted \(exclusive\) after {MS}",
-            r"header says WRITING, generation 1",
-            rf"copied 4,800 bytes \(40x30, generation 1\) into the segment in {MS}; header says READY",
-            r"unlock \(exclusive\)",
-            r"detach: unmapped; we were the last process attached, so the segment was removed",
-        ],
-    )
+    assert_steps(writer.messages, [*publish_steps(key), REMOVED])
     assert writer.seconds == sorted(writer.seconds)  # the clock of one process runs forward
     assert files_for(key) == []
 
@@ -344,7 +278,7 @@ def test_cli_trace_shows_the_lock_requested_and_not_granted_while_another_proces
             r"attach: existing segment .+; attached",
             r"lock requested \(shared\)",
             rf"lock not granted after {timeout:g} s: another process holds it",
-            r"detach: unmapped; the segment stays while other processes are attached",
+            STAYS,
         ],
     )
     requested, refused = traced.seconds[2], traced.seconds[3]
@@ -433,8 +367,7 @@ def test_display_from_shared_memory_adds_its_steps_to_the_trace_pane(
     app = make_app(show_trace=True)
     assert pane_messages(app) == []
     app.display_button.invoke()
-    gone = "detach: unmapped; the segment stays while other processes are attached"
-    pump(app.root, lambda: gone in pane_messages(app), what="the display's steps in the pane")
+    pump(app.root, lambda: STAYS in pane_messages(app), what="the display's steps in the pane")
     assert app._picture is not None and seed_of(app._picture.image) == 6
     assert_in_order(
         pane_messages(app),
@@ -445,7 +378,7 @@ def test_display_from_shared_memory_adds_its_steps_to_the_trace_pane(
             rf"lock granted \(shared\) after {MS}",
             rf"copied [\d,]+ bytes \(.*48x32, generation 1\) out of the segment in {MS}",
             r"unlock \(shared\)",
-            re.escape(gone),
+            STAYS,
         ],
     )
     assert peer.call("detach", key=key)["removed"] is True

@@ -1,0 +1,79 @@
+"""A command left running in a test (``tkshm put``), its output read as it comes.
+
+One thread reads stdout line by line into a queue, so every wait has a deadline; another
+collects stderr, so a chatty ``--trace`` can never fill its pipe and stall the process.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import threading
+from collections.abc import Sequence
+from typing import IO
+
+DEADLINE = 60.0
+
+
+class Running:
+    """``argv`` started now; :meth:`line` waits for its next stdout line, :meth:`stop` ends it."""
+
+    def __init__(self, argv: Sequence[str], env: dict[str, str] | None = None) -> None:
+        self.proc = subprocess.Popen(
+            list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, **(env or {})},
+        )  # fmt: skip
+        self._stdout: queue.Queue[str | None] = queue.Queue()
+        self._stderr: list[str] = []
+        self._ended: tuple[int, list[str], str] | None = None
+        self._threads = [
+            threading.Thread(target=self._read_stdout, args=(self.proc.stdout,), daemon=True),
+            threading.Thread(target=self._stderr.extend, args=(self.proc.stderr,), daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _read_stdout(self, stream: IO[str]) -> None:
+        for line in stream:
+            self._stdout.put(line)
+        self._stdout.put(None)  # the end
+
+    def line(self) -> str:
+        """The next line on stdout (for ``put``: the one it prints once the image is published)."""
+        try:
+            line = self._stdout.get(timeout=DEADLINE)
+        except queue.Empty:
+            raise AssertionError(f"process {self.proc.pid} printed nothing within {DEADLINE} s") from None
+        assert line is not None, f"process {self.proc.pid} exited early: {self.finish()}"
+        return line
+
+    def finish(self) -> tuple[int, list[str], str]:
+        """Wait for the exit; return the status, the stdout lines not yet read, and stderr."""
+        if self._ended is None:
+            status = self.proc.wait(timeout=DEADLINE)
+            for thread in self._threads:
+                thread.join(timeout=DEADLINE)
+            rest: list[str] = []
+            while (line := self._stdout.get_nowait()) is not None:
+                rest.append(line)
+            self._ended = status, rest, "".join(self._stderr)
+        return self._ended
+
+    def stop(self, signum: int = signal.SIGTERM) -> tuple[int, list[str], str]:
+        """Send ``signum`` unless it has exited, then :meth:`finish`."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signum)
+        return self.finish()
+
+    def kill(self) -> None:
+        """SIGKILL: no detach, so a segment it held alone is left as an orphan."""
+        self.stop(signal.SIGKILL)
+
+    def close(self) -> None:
+        """Teardown: SIGTERM if still running (put detaches on it), then close the pipes."""
+        self.stop(signal.SIGTERM)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
