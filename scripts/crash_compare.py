@@ -102,19 +102,24 @@ def _sysv(kind: str) -> set[str]:
     return {line.split()[1] for line in out.splitlines() if line.startswith("0x")}
 
 
+def _stuck_then_killed(library: str, key: str, wait: float) -> None:
+    """Ask for the lock while its holder is alive but stuck; then kill the holder (SIGKILL)."""
+    holder = _run(f"{library}-holder", key)
+    assert holder.stdout is not None
+    holder.stdout.readline()  # "ready": the holder has the lock
+    print(f"  holder alive and stuck holding the lock; a new process: {_ask(f'{library}-other', key, wait)}")
+    holder.kill()
+    holder.wait()
+    print("  holder killed while holding the lock")
+
+
 def qt() -> None:
     from PySide6.QtCore import qVersion
 
     before_m, before_s = _sysv("-m"), _sysv("-s")
     key = f"crash-compare-{os.getpid()}"
-    print(f"Qt {qVersion()}:")
-    holder = _run("qt-holder", key)
-    assert holder.stdout is not None
-    holder.stdout.readline()
-    print(f"  holder alive and stuck holding lock(); a new process: {_ask('qt-other', key, timeout=3)}")
-    holder.kill()
-    holder.wait()
-    print("  holder killed while holding lock()")
+    print(f"Qt {qVersion()} (the lock is lock()):")
+    _stuck_then_killed("qt", key, wait=3)
     print(f"    System V segments left behind: {len(_sysv('-m') - before_m)}")
     print(f"    a new process: {_ask('qt-other', key)} (it sees the dead holder's segment)")
     left_s = _sysv("-s") - before_s
@@ -148,13 +153,7 @@ def tkshm() -> None:
 
     key = f"crash-compare-{os.getpid()}"
     print("tkshm:")
-    holder = _run("tkshm-holder", key)
-    assert holder.stdout is not None
-    holder.stdout.readline()
-    print(f"  holder alive and stuck holding the lock; a new process: {_ask('tkshm-other', key)}")
-    holder.kill()
-    holder.wait()
-    print("  holder killed while holding the lock")
+    _stuck_then_killed("tkshm", key, wait=30)  # its reader gives up by itself after 2 s
     print(f"    a new process: {_ask('tkshm-other', key)}")
     print(f"    files left in {ipc.segment_directory()}: {len(ipc.list_segments())}")
 
