@@ -398,7 +398,7 @@ class Segment:
             header = replace(header, state=State.READY, write_time_ns=time.time_ns())
             mapping[:RECORD_SIZE] = header.pack()
             self.last_stats = CopyStats(self._lock_wait, _TIMER() - started, nbytes)
-            self._trace_copy("into", f"{width}x{height}", header.generation, "; header says READY")
+            self._trace_copy("into", header)
         return _info_from_header(header, self.key, self.name, self.path, True)
 
     def _write_key(self, mapping: Any) -> None:
@@ -415,13 +415,19 @@ class Segment:
             raise IncompleteImageError(self.key)
         return header
 
-    def _trace_copy(self, direction: str, what: str, generation: int, then: str = "") -> None:
+    def _trace_copy(self, direction: str, header: Header, preview: tuple[int, int] | None = None) -> None:
+        """The trace line of the copy just made (built only if someone listens)."""
         stats = self.last_stats
-        if stats is not None and trace.on():
-            trace.step(
-                "copied %s bytes (%s, generation %d) %s the segment in %.1f ms%s",
-                f"{stats.nbytes:,}", what, generation, direction, stats.copy_s * 1000, then,
-            )  # fmt: skip
+        if stats is None or not trace.on():
+            return
+        what = f"{header.width}x{header.height}"
+        if preview is not None:
+            what = f"a {preview[0]}x{preview[1]} preview of {what}"
+        then = "; header says READY" if direction == "into" else ""  # a write has just finished
+        trace.step(
+            "copied %s bytes (%s, generation %d) %s the segment in %.1f ms%s",
+            f"{stats.nbytes:,}", what, header.generation, direction, stats.copy_s * 1000, then,
+        )  # fmt: skip
 
     def read_image(self, timeout: float = DEFAULT_TIMEOUT) -> Image.Image:
         """Copy the image out under the shared lock and return it as a new RGBA image.
@@ -434,7 +440,7 @@ class Segment:
             header = self._complete_header()
             image = _copy_out(self._mapping(), header.width, header.height)
             self.last_stats = CopyStats(self._lock_wait, _TIMER() - started, header.payload_length)
-            self._trace_copy("out of", f"{header.width}x{header.height}", header.generation)
+            self._trace_copy("out of", header)
         return image
 
     def read_preview(self, box: tuple[int, int], timeout: float = DEFAULT_TIMEOUT) -> Image.Image:
@@ -455,8 +461,7 @@ class Segment:
             )  # fmt: skip
             nbytes = image.width * image.height * BYTES_PER_PIXEL
             self.last_stats = CopyStats(self._lock_wait, _TIMER() - started, nbytes)
-            what = f"a {image.width}x{image.height} preview of {header.width}x{header.height}"
-            self._trace_copy("out of", what, header.generation)
+            self._trace_copy("out of", header, image.size)
         return image
 
 
