@@ -104,18 +104,19 @@ def load_image(path: str | os.PathLike[str]) -> LoadedImage:
                 # the CLI prints one line. Pillow's own bomb warning is replaced by
                 # _check_size, which applies tkshm's limit instead of Pillow's global one.
                 warnings.simplefilter("ignore")
-                with Image.open(file) as opened:
-                    _check_size(opened, name)
-                    frame_count = getattr(opened, "n_frames", 1)
-                    opened.seek(0)
-                    opened.load()
-                    fmt = opened.format or "unknown"
-                    # In place: a transposed copy would cost a full image for nothing
-                    # in the common case, a file with no EXIF orientation.
-                    ImageOps.exif_transpose(opened, in_place=True)
-                    rgba = to_rgba(opened)
-                    if rgba is opened:
-                        rgba = opened.copy()  # closing the file also frees its pixels
+                # Not ``with Image.open(...)``: closing the image would free the pixels, and
+                # an RGBA file's decoded image is the very one we return. The file itself is
+                # closed by _open_regular_file; a converted original is freed on return.
+                opened = Image.open(file)
+                _check_size(opened, name)
+                frame_count = getattr(opened, "n_frames", 1)
+                opened.seek(0)
+                opened.load()
+                fmt = opened.format or "unknown"
+                # In place: a transposed copy would cost a full image for nothing in the
+                # common case, a file with no EXIF orientation.
+                ImageOps.exif_transpose(opened, in_place=True)
+                rgba = to_rgba(opened)
         except UnidentifiedImageError as exc:
             raise ImageError(f"{name} is not an image that tkshm can read.", name) from exc
         except Image.DecompressionBombError as exc:
