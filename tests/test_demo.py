@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from typing import IO, TypeVar
 
 import pytest
+from peer import wait_until
 from test_app_e2e import click, xdotool
 
 from tkshm import ipc
@@ -136,15 +137,6 @@ def catches(pid: int, signum: int) -> bool:
     return False
 
 
-def poll(condition: Callable[[], T | None], what: str) -> T:
-    end = time.monotonic() + DEADLINE
-    while not (result := condition()):
-        if time.monotonic() > end:
-            raise AssertionError(f"gave up after {DEADLINE} s waiting for {what}")
-        time.sleep(0.01)  # a pause between looks, not the synchronisation
-    return result
-
-
 def windows_named(pattern: str) -> list[str]:
     """Ids of the visible windows whose title matches ``pattern`` (none is not an error)."""
     found = subprocess.run(
@@ -191,10 +183,10 @@ class Demo:
         self.out.wait(lambda seen: seen.count("READY") >= 2, "both windows READY")
         # Ctrl+C must find the demo's own handler in place, not Python's KeyboardInterrupt. It
         # installs SIGINT's and then SIGTERM's: once SIGTERM is caught, both are.
-        poll(lambda: catches(self.proc.pid, signal.SIGTERM), "the demo's signal handlers")
+        wait_until(lambda: catches(self.proc.pid, signal.SIGTERM), "the demo's signal handlers")
 
     def window(self, pid: int) -> str:
-        found = poll(lambda: windows_named(rf"tkshm\[{pid}\]"), f"the window titled tkshm[{pid}]")
+        found = wait_until(lambda: windows_named(rf"tkshm\[{pid}\]"), f"the window titled tkshm[{pid}]")
         assert len(found) == 1, found
         return found[0]
 
@@ -229,7 +221,7 @@ class Demo:
         except ProcessLookupError:
             pass  # all three have ended, as they should
         else:  # only after a failure, which the test has reported already
-            poll(cleaned, "the killed windows' segments to be removed")
+            wait_until(cleaned, "the killed windows' segments to be removed")
         self.proc.wait(timeout=DEADLINE)
         for stream in (self.proc.stdout, self.proc.stderr):
             if stream is not None:
@@ -264,7 +256,7 @@ def load_the_sample(demo: Demo, left: Rect) -> None:
     mark = len(demo.out.seen)
     click(demo.point("load_button", left))
     demo.out.wait_for("LABEL Select an image file", mark)
-    dialog = poll(lambda: windows_named("^Open Image$"), "the Open Image dialog")[0]
+    dialog = wait_until(lambda: windows_named("^Open Image$"), "the Open Image dialog")[0]
     xdotool("windowfocus", "--sync", dialog)  # no window manager: focus would follow the pointer
     xdotool("key", "Return")
     demo.out.wait_for(
@@ -308,7 +300,7 @@ def test_demo_windows_side_by_side_share_the_sample_and_ctrl_c_closes_both_and_r
     assert all(TRACE.fullmatch(line) for line in demo.err.seen), demo.err.seen  # no traceback, no error
     assert not any(TRACE.fullmatch(line) for line in demo.out.seen)  # the trace goes to stderr only
     assert os.listdir(isolated_dir) == []
-    poll(no_traced_windows, "both windows to go")
+    wait_until(no_traced_windows, "both windows to go")
 
 
 @needs_xdotool
@@ -325,7 +317,7 @@ def test_sigterm_to_the_demo_alone_closes_both_windows_and_removes_the_segment(
     )
     assert all(TRACE.fullmatch(line) for line in demo.err.seen), demo.err.seen
     assert os.listdir(isolated_dir) == []
-    poll(no_traced_windows, "both windows to go")
+    wait_until(no_traced_windows, "both windows to go")
 
 
 def test_a_second_ctrl_c_while_the_window_closes_still_ends_it_cleanly(isolated_dir: str) -> None:
@@ -340,7 +332,7 @@ def test_a_second_ctrl_c_while_the_window_closes_still_ends_it_cleanly(isolated_
         assert window.stdout is not None and window.stderr is not None
         out = Lines(window.stdout)
         out.wait_for("READY")
-        poll(lambda pid=window.pid: catches(pid, signal.SIGTERM), "the window's signal handlers")
+        wait_until(lambda pid=window.pid: catches(pid, signal.SIGTERM), "the window's signal handlers")
         window.send_signal(signal.SIGINT)
         time.sleep(gap)  # the spacing between the two signals is the point, not synchronisation
         window.send_signal(signal.SIGINT)
