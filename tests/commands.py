@@ -1,7 +1,8 @@
 """A command left running in a test (``tkshm put``), its output read as it comes.
 
 One thread reads stdout line by line into a queue, so every wait has a deadline; another
-collects stderr, so a chatty ``--trace`` can never fill its pipe and stall the process.
+collects stderr, so a chatty ``--trace`` can never fill its pipe and stall the process. With
+``merged=True`` stderr goes into stdout instead, in the order a terminal would show them.
 """
 
 from __future__ import annotations
@@ -20,18 +21,25 @@ DEADLINE = 60.0
 class Running:
     """``argv`` started now; :meth:`line` waits for its next stdout line, :meth:`stop` ends it."""
 
-    def __init__(self, argv: Sequence[str], env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        argv: Sequence[str],
+        env: dict[str, str] | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+        merged: bool = False,
+    ) -> None:
         self.proc = subprocess.Popen(
-            list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, **(env or {})},
+            list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT if merged else subprocess.PIPE,
+            text=True, env={**os.environ, **(env or {})}, cwd=cwd,
         )  # fmt: skip
         self._stdout: queue.Queue[str | None] = queue.Queue()
         self._stderr: list[str] = []
         self._ended: tuple[int, list[str], str] | None = None
-        self._threads = [
-            threading.Thread(target=self._read_stdout, args=(self.proc.stdout,), daemon=True),
-            threading.Thread(target=self._stderr.extend, args=(self.proc.stderr,), daemon=True),
-        ]
+        self._threads = [threading.Thread(target=self._read_stdout, args=(self.proc.stdout,), daemon=True)]
+        if not merged:
+            self._threads.append(
+                threading.Thread(target=self._stderr.extend, args=(self.proc.stderr,), daemon=True)
+            )
         for thread in self._threads:
             thread.start()
 
@@ -39,6 +47,14 @@ class Running:
         for line in stream:
             self._stdout.put(line)
         self._stdout.put(None)  # the end
+
+    def lines(self, count: int) -> list[str]:
+        """The next ``count`` lines, without their line ends: while it runs, or after it ended."""
+        if self._ended is not None:
+            rest = self._ended[1]
+            taken, rest[:] = rest[:count], rest[count:]
+            return [line.rstrip("\n") for line in taken]
+        return [self.line().rstrip("\n") for _ in range(count)]
 
     def line(self) -> str:
         """The next line on stdout (for ``put``: the one it prints once the image is published)."""

@@ -17,11 +17,11 @@ import shlex
 import signal
 import subprocess
 import sys
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from commands import Running
 
 ROOT = Path(__file__).resolve().parent.parent
 TOURS = [ROOT / "docs" / "tour.md", ROOT / "docs" / "tour.zh-CN.md"]
@@ -183,39 +183,12 @@ def normalise(line: str, directory: str) -> str:
     return line.rstrip()
 
 
-class Program:
-    """A command left running in a terminal (``tkshm put``); its output is read as it comes."""
-
-    def __init__(self, argv: list[str], cwd: Path, env: dict[str, str]) -> None:
-        self.process = subprocess.Popen(
-            argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        self.lines: list[str] = []
-        self._changed = threading.Condition()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            with self._changed:
-                self.lines.append(line.rstrip("\n"))
-                self._changed.notify_all()
-
-    def take(self, count: int) -> list[str]:
-        """The next ``count`` lines, waiting for them with a deadline."""
-        with self._changed:
-            if not self._changed.wait_for(lambda: len(self.lines) >= count, timeout=DEADLINE):
-                raise AssertionError(f"expected {count} lines within {DEADLINE} s, got {self.lines}")
-            taken, self.lines = self.lines[:count], self.lines[count:]
-        return taken
-
-
 @dataclass
 class Session:
     cwd: Path
     env: dict[str, str]
     directory: str
-    running: dict[str, Program] = field(default_factory=dict)
+    running: dict[str, Running] = field(default_factory=dict)  # by terminal: tkshm put
     last_status: int = 0
 
     def argv(self, command: str) -> list[str]:
@@ -234,8 +207,7 @@ class Session:
     def run(self, terminal: str, command: str, want: list[str]) -> None:
         if command.startswith("kill -9 $(pgrep -f 'tkshm put')"):
             for program in self.running.values():
-                program.process.send_signal(signal.SIGKILL)
-                program.process.wait(DEADLINE)
+                program.kill()
             return
         if command == "echo $?":
             self.check(command, [str(self.last_status)], want)
@@ -243,8 +215,8 @@ class Session:
         argv = self.argv(command)
         if argv[3:4] == ["put"]:  # stays attached until interrupted: leave it running
             assert terminal not in self.running
-            program = self.running[terminal] = Program(argv, self.cwd, self.env)
-            self.check(command, program.take(len(want)), want)
+            program = self.running[terminal] = Running(argv, self.env, self.cwd, merged=True)
+            self.check(command, program.lines(len(want)), want)
             return
         done = subprocess.run(
             argv, cwd=self.cwd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -255,13 +227,11 @@ class Session:
 
     def interrupt(self, terminal: str, want: list[str]) -> None:
         program = self.running.pop(terminal)
-        program.process.send_signal(signal.SIGINT)
-        assert program.process.wait(DEADLINE) == 0
-        self.check("^C", program.take(len(want)), want)
+        assert program.stop(signal.SIGINT)[0] == 0
+        self.check("^C", program.lines(len(want)), want)
 
     def killed(self, terminal: str) -> None:
-        program = self.running.pop(terminal)
-        assert program.process.wait(DEADLINE) == -signal.SIGKILL
+        assert self.running.pop(terminal).finish()[0] == -signal.SIGKILL
 
     def play(self, block: Block) -> None:
         lines = block.text.rstrip("\n").split("\n")
@@ -284,8 +254,7 @@ class Session:
 
     def stop(self) -> None:
         for program in self.running.values():
-            program.process.kill()
-            program.process.wait()
+            program.close()
 
 
 def test_the_tours_terminal_sessions_print_what_the_tour_shows(tmp_path: Path) -> None:
@@ -296,7 +265,6 @@ def test_the_tours_terminal_sessions_print_what_the_tour_shows(tmp_path: Path) -
     cwd.mkdir()
     (cwd / "assets").symlink_to(ROOT / "assets")  # the tour runs in the clone
     env = {**os.environ, "TKSHM_DIR": str(directory), "PYTHONUNBUFFERED": "1"}
-    env.pop("TKSHM_TEST_EVENTS", None)
     session = Session(cwd, env, str(directory))
     try:
         for block in transcripts:
