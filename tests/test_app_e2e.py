@@ -11,23 +11,20 @@ pointer unless set with ``xdotool windowfocus --sync``.
 from __future__ import annotations
 
 import os
-import queue
 import re
 import shutil
 import signal
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from PIL import ImageChops, ImageGrab
 from tk_fixtures import make_photo
+from watch import DEADLINE, Lines, click, xdotool
 
 pytestmark = pytest.mark.skipif(shutil.which("xdotool") is None, reason="xdotool is not installed")
-DEADLINE = 20.0
 
 
 class Window:
@@ -41,31 +38,13 @@ class Window:
             text=True,
             env={**os.environ, "TKSHM_TEST_EVENTS": "1"},
         )
-        self.lines: queue.Queue[str | None] = queue.Queue()
-        self.seen: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
         assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line.rstrip("\n"))
-        self.lines.put(None)
+        self.lines = Lines(self.proc.stdout)
+        self.seen = self.lines.seen
 
     def wait_for(self, pattern: str) -> re.Match[str]:
         """The first line from now on that matches ``pattern``; fail after the deadline."""
-        regex = re.compile(pattern)
-        end = time.monotonic() + DEADLINE
-        while True:
-            try:
-                line = self.lines.get(timeout=max(0.0, end - time.monotonic()))
-            except queue.Empty:
-                raise AssertionError(f"no line matching {pattern!r}; saw {self.seen[-8:]}") from None
-            if line is None:
-                stderr = self.proc.stderr.read() if self.proc.stderr else ""
-                raise AssertionError(f"window exited ({self.proc.wait()}) before {pattern!r}: {stderr}")
-            self.seen.append(line)
-            if match := regex.fullmatch(line):
-                return match
+        return self.lines.next_match(pattern)
 
     def point(self, name: str) -> tuple[int, int]:
         for line in reversed(self.seen):  # the latest: the layout may have changed
@@ -81,17 +60,6 @@ class Window:
         for stream in (self.proc.stdout, self.proc.stderr):
             if stream is not None:
                 stream.close()
-
-
-def xdotool(*args: str) -> str:
-    done = subprocess.run(["xdotool", *args], capture_output=True, text=True, timeout=DEADLINE, check=True)
-    return done.stdout
-
-
-def click(point: tuple[int, int]) -> None:
-    # No --sync: it waits for the pointer to move, which never happens (for ~15 s) when it is
-    # already there. The X server handles fake motion and the click in order anyway.
-    xdotool("mousemove", str(point[0]), str(point[1]), "click", "1")
 
 
 @pytest.fixture

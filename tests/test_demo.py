@@ -11,27 +11,24 @@ process group of its own, so a test can send Ctrl+C to all three as a terminal w
 from __future__ import annotations
 
 import os
-import queue
 import re
 import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import IO, TypeVar
+from collections.abc import Iterator
+from typing import TypeVar
 
 import pytest
 from peer import wait_until
-from test_app_e2e import click, xdotool
+from watch import DEADLINE, Lines, click, xdotool
 
 from tkshm import ipc
 from tkshm.app import MIN_WINDOW  # the window's root.minsize: Tk grows a smaller one
 from tkshm.cli import build_parser
 from tkshm.demo import side_by_side
 
-DEADLINE = 20.0
 GEOMETRY = re.compile(r"(\d+)x(\d+)\+(\d+)\+(\d+)")
 TRACE = re.compile(r"\d\d:\d\d:\d\d\.\d{3} tkshm\[(\d+)\] (.+)")
 INTRO = re.compile(r"Two windows on key '(demo-[0-9a-f]{6})': processes (\d+) \(left\) and (\d+) \(right\)\.")
@@ -82,50 +79,6 @@ def test_demo_takes_a_fresh_key_unless_given_one_and_is_always_traced() -> None:
 
 # ---------------------------------------------------------------------------- end to end
 needs_xdotool = pytest.mark.skipif(shutil.which("xdotool") is None, reason="xdotool is not installed")
-
-
-class Lines:
-    """One output stream of the demo (shared with its windows), read by a thread into a queue."""
-
-    def __init__(self, stream: IO[str]) -> None:
-        self.seen: list[str] = []
-        self.ended = False
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
-
-    def _read(self, stream: IO[str]) -> None:
-        for line in stream:
-            self._queue.put(line.rstrip("\n"))
-        self._queue.put(None)
-
-    def wait(self, found: Callable[[list[str]], T | None], what: str) -> T:
-        """Read lines until ``found(lines so far)`` returns something; fail after the deadline."""
-        end = time.monotonic() + DEADLINE
-        while not (result := found(self.seen)):
-            if self.ended:
-                raise AssertionError(f"the stream ended before {what}; last lines: {self.seen[-10:]}")
-            try:
-                line = self._queue.get(timeout=max(0.0, end - time.monotonic()))
-            except queue.Empty:
-                raise AssertionError(
-                    f"no {what} within {DEADLINE} s; last lines: {self.seen[-10:]}"
-                ) from None
-            if line is None:
-                self.ended = True
-            else:
-                self.seen.append(line)
-        return result
-
-    def wait_for(self, pattern: str, start: int = 0) -> re.Match[str]:
-        """The first line from ``seen[start]`` on that matches ``pattern`` (waiting for it)."""
-        regex = re.compile(pattern)
-        return self.wait(
-            lambda seen: next((m for line in seen[start:] if (m := regex.fullmatch(line))), None),
-            repr(pattern),
-        )
-
-    def until_end(self) -> list[str]:
-        return self.wait(lambda seen: seen if self.ended else None, "the end of the stream")
 
 
 def catches(pid: int, signum: int) -> bool:
