@@ -393,6 +393,16 @@ def _remove_stale_temporaries(dir_path: str, dir_fd: int, name: str) -> None:
             _remove_if_orphaned(dir_path, dir_fd, entry)
 
 
+def remains(name: str) -> list[str]:
+    """What exists of segment ``name`` in the file system: its files, temporary ones included."""
+    directory = segment_directory()
+    try:
+        entries = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    return sorted(os.path.join(directory, e) for e in entries if e.startswith(name + "."))
+
+
 def remove_orphans() -> list[str]:
     """Remove segment and temporary files that no process holds; return their paths."""
     removed: list[str] = []

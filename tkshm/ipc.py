@@ -107,6 +107,7 @@ __all__ = [
     "native_name",
     "publish",
     "read_image",
+    "remains",
     "segment_directory",
 ]
 
@@ -570,6 +571,13 @@ def _stored_key(raw: bytes) -> str | None:
     (length,) = _KEY_LENGTH.unpack_from(raw, _KEY_OFFSET)
     data = raw[_KEY_OFFSET + 2 : _KEY_OFFSET + 2 + length]
     return data.decode("utf-8", "replace") if 0 < length == len(data) else None
+
+
+def remains(key: str) -> list[str]:
+    """What the operating system still holds for ``key``: files (POSIX), or the lock file and
+    named mappings (Windows). Empty once the last holder has detached -- the lifetime promise
+    that tests (and :mod:`tkshm.testing`) check."""
+    return _backend.remains(native_name(key))
 
 
 def clean() -> list[str]:
