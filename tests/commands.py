@@ -3,6 +3,11 @@
 One thread reads stdout line by line into a queue, so every wait has a deadline; another
 collects stderr, so a chatty ``--trace`` can never fill its pipe and stall the process. With
 ``merged=True`` stderr goes into stdout instead, in the order a terminal would show them.
+
+Ending it: on POSIX :meth:`Running.stop` sends a signal (``put`` catches SIGINT and SIGTERM
+and detaches). Windows cannot send either to a child without a console (and Wine cannot send
+``CTRL_BREAK_EVENT`` at all), so there ``stop`` terminates it (``TerminateProcess``, a kill)
+and then removes the lock file that the kill left, as the next attach would.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ import subprocess
 import threading
 from collections.abc import Sequence
 from typing import IO
+
+from platforms import WINDOWS, remove_orphans
 
 DEADLINE = 60.0
 
@@ -28,9 +35,10 @@ class Running:
         cwd: str | os.PathLike[str] | None = None,
         merged: bool = False,
     ) -> None:
+        self.env = {**os.environ, **(env or {})}
         self.proc = subprocess.Popen(
             list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT if merged else subprocess.PIPE,
-            text=True, env={**os.environ, **(env or {})}, cwd=cwd,
+            text=True, env=self.env, cwd=cwd,
         )  # fmt: skip
         self._stdout: queue.Queue[str | None] = queue.Queue()
         self._stderr: list[str] = []
@@ -78,17 +86,24 @@ class Running:
         return self._ended
 
     def stop(self, signum: int = signal.SIGTERM) -> tuple[int, list[str], str]:
-        """Send ``signum`` unless it has exited, then :meth:`finish`."""
+        """Send ``signum`` unless it has exited, then :meth:`finish`. On Windows: terminate
+        it, then remove the lock file it leaves (see the module docstring)."""
+        if WINDOWS:
+            ended = self.kill()
+            remove_orphans(self.env)
+            return ended
         if self.proc.poll() is None:
             self.proc.send_signal(signum)
         return self.finish()
 
-    def kill(self) -> None:
-        """SIGKILL: no detach, so a segment it held alone is left as an orphan."""
-        self.stop(signal.SIGKILL)
+    def kill(self) -> tuple[int, list[str], str]:
+        """SIGKILL or TerminateProcess: no detach, so a segment it held alone is left as an orphan."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        return self.finish()
 
     def close(self) -> None:
-        """Teardown: SIGTERM if still running (put detaches on it), then close the pipes."""
+        """Teardown: stop it if still running (put detaches on SIGTERM), then close the pipes."""
         self.stop(signal.SIGTERM)
         for stream in (self.proc.stdout, self.proc.stderr):
             if stream is not None:

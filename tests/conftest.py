@@ -1,5 +1,6 @@
-"""Shared fixtures: a unique key per test, proof that no test leaves segment files behind, and a
-real Tk root for the window's tests."""
+"""Shared fixtures: a unique key per test, proof that no test leaves anything of a segment
+behind (files on POSIX; the lock file and named mappings on Windows: see tests/platforms.py),
+and a real Tk root for the window's tests."""
 
 from __future__ import annotations
 
@@ -17,18 +18,16 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 
 from peer import Peer
+from platforms import WINDOWS
 from tk_fixtures import new_root
 
 from tkshm import ipc
 
 
 def files_for(key: str) -> list[str]:
-    """Every file in the segment directory that belongs to ``key`` (temporary ones too)."""
-    directory = ipc.segment_directory()
-    if not os.path.isdir(directory):
-        return []
-    name = ipc.native_name(key)
-    return sorted(entry for entry in os.listdir(directory) if entry.startswith(name))
+    """Everything the operating system still holds for ``key``: its files, temporary ones
+    too (POSIX), or its lock file and named mappings (Windows). Empty once it is gone."""
+    return ipc.remains(key)
 
 
 @pytest.fixture
@@ -60,12 +59,14 @@ def peers() -> Iterator[list[Peer]]:
 
 @pytest.fixture
 def isolated_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A private segment directory in /dev/shm (``TKSHM_DIR``) for this test and its peers.
+    """A private segment directory (``TKSHM_DIR``) for this test and its peers: in /dev/shm
+    where there is one, else (macOS, Windows) in the user's temporary folder.
 
     For tests that list or clean *every* segment: in the shared directory they would see, or
     remove, the orphans of other test runs. The test fails if anything is left in it.
     """
-    base = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    # Wine shows the host's /dev/shm as Z:\dev\shm: Windows code must not look for it.
+    base = "/dev/shm" if not WINDOWS and os.path.isdir("/dev/shm") else None
     path = tempfile.mkdtemp(prefix="tkshm-test-", dir=base)  # mode 0700, as tkshm wants
     monkeypatch.setenv("TKSHM_DIR", path)
     yield path

@@ -15,7 +15,7 @@ Commands (child side, see ``_handle``):
   read_error key                        read_image expecting an error -> {"error": class name}
   attach key                            attach and stay attached
   hold_lock key exclusive               attach, take the lock and keep holding it -> "locked"
-  publish_loop key width height         publish pattern images forever (a target for SIGKILL)
+  publish_loop key width height         publish pattern images forever (a target for a kill)
   publish_sample key mode width height seed
                                         publish patterns.sample(...) in that mode, stay attached
   read_handle key                       read through the handle already open under key
@@ -31,7 +31,7 @@ Commands (child side, see ``_handle``):
                                         for ``duration`` seconds -> {"count", "seen": {seed: size}}
   tear_header key                       write half of a new header over the segment's header,
                                         as a writer preempted mid-copy leaves it (hold the lock)
-  umask mask                            set this process's umask
+  umask mask                            set this process's umask (POSIX: Windows has no modes)
   pid                                   -> {"pid"}
   exit                                  detach everything and exit 0
 """
@@ -43,7 +43,6 @@ import hashlib
 import json
 import os
 import queue
-import signal
 import subprocess
 import sys
 import threading
@@ -121,9 +120,10 @@ class Peer:
         return self.reply(deadline)
 
     def kill(self) -> None:
-        """SIGKILL: no atexit, no finally, no detach -- the crash the protocol must survive."""
+        """SIGKILL (POSIX) or TerminateProcess (Windows): no atexit, no finally, no detach --
+        the crash the protocol must survive."""
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
+            self.proc.kill()
         self.proc.wait(timeout=DEFAULT_DEADLINE)
 
     def close(self, deadline: float = DEFAULT_DEADLINE) -> None:
@@ -245,15 +245,12 @@ def _child() -> None:
             # What a reader sees if it looks while a writer is half-way through copying the
             # 76-byte header record: the first half of the next header over the rest of this
             # one. Only ever done while holding the exclusive lock (hold_lock), as a writer
-            # does; the header is read with pread, since a nested segment.lock() would give
-            # that lock up.
-            fd = os.open(handles[key].path, os.O_RDWR | os.O_CLOEXEC)
-            try:
-                old = Header.unpack(os.pread(fd, RECORD_SIZE, 0), os.fstat(fd).st_size)
-                new = Header(State.WRITING, old.generation + 1, 640, 480, old.capacity, os.getpid(), 0).pack()
-                os.pwrite(fd, new[: len(new) // 2], 0)
-            finally:
-                os.close(fd)
+            # does. The bytes go straight into this handle's own mapping (of the file on POSIX,
+            # of the named mapping on Windows): no public call writes half a header.
+            mapping = handles[key]._mapping()
+            old = Header.unpack(mapping[:RECORD_SIZE], len(mapping))
+            new = Header(State.WRITING, old.generation + 1, 640, 480, old.capacity, os.getpid(), 0).pack()
+            mapping[: len(new) // 2] = new[: len(new) // 2]
             say(ok=True)
         elif op == "umask":
             os.umask(cmd["mask"])

@@ -2,7 +2,8 @@
 
 Every other process is a :class:`peer.Peer` (``python tests/peer.py``): it publishes, reads,
 holds locks or loops on command, and each reply is the synchronisation point. Crashes are
-real ``SIGKILL`` s, locks are real ``flock`` s, segments are real files in ``/dev/shm``.
+real ``SIGKILL`` s (``TerminateProcess`` on Windows), locks are real ``flock`` s (``LockFileEx``),
+segments are real files in ``/dev/shm`` (named mappings). See tests/platforms.py.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from conftest import files_for
 from patterns import MODES, pattern, sample, seed_of
 from peer import Peer, wait_until
 from PIL import Image
+from platforms import WINDOWS, assert_held, directory_entries, orphan_path
 
 from tkshm import ipc
 from tkshm.header import BYTES_PER_PIXEL, HEADER_SIZE, State
@@ -145,10 +147,9 @@ def test_segment_exists_while_its_holder_is_attached_and_is_removed_when_it_deta
 ) -> None:
     assert files_for(key) == []
     peer.call("publish", key=key, width=16, height=16, seed=2)
-    name = ipc.native_name(key)
-    assert files_for(key) == [name + ".lock", name + ".seg"]
+    assert_held(key)
     assert seed_of(ipc.read_image(key=key)) == 2
-    assert files_for(key) == [name + ".lock", name + ".seg"]  # a reader does not end it
+    assert_held(key)  # a reader does not end it
     assert peer.call("detach", key=key)["removed"] is True
     assert files_for(key) == []
     with pytest.raises(ipc.SegmentNotFoundError, match="Load an image first"):
@@ -172,7 +173,8 @@ def test_reader_sees_not_found_after_last_holder_is_killed(key: str, peers: list
     holder, reader = start(peers, 2)
     holder.call("publish", key=key, width=32, height=32, seed=9)
     holder.kill()
-    assert files_for(key) != []  # nobody ran a detach: the files outlive the killed holder
+    # Nobody ran a detach: the files outlive the killed holder (on Windows, its lock file).
+    assert files_for(key) != []
     answer = reader.call("read_error", key=key)
     assert answer["error"] == "SegmentNotFoundError", answer
     assert "Load an image first" in answer["message"]
@@ -200,12 +202,14 @@ def test_list_reports_the_segment_of_a_killed_holder_as_orphaned(
     holder.call("publish", key=key, width=8, height=4, seed=3)
     other.call("publish", key=key + "-alive", width=4, height=8, seed=4)
     holder.kill()
-    listed = {info.key: info for info in ipc.list_segments()}
-    assert set(listed) == {key, key + "-alive"}
-    orphan, alive = listed[key], listed[key + "-alive"]
-    assert (orphan.in_use, orphan.state, orphan.width, orphan.height) == (False, "ready", 8, 4)
+    listed = {info.name: info for info in ipc.list_segments()}
+    assert set(listed) == {ipc.native_name(key), ipc.native_name(key + "-alive")}
+    orphan, alive = listed[ipc.native_name(key)], listed[ipc.native_name(key + "-alive")]
+    assert alive.key == key + "-alive"
     assert (alive.in_use, alive.state, alive.width, alive.height) == (True, "ready", 4, 8)
-    assert orphan.path == os.path.join(isolated_dir, ipc.native_name(key) + ".seg")
+    assert (orphan.in_use, orphan.path) == (False, orphan_path(key))
+    if not WINDOWS:  # on Windows the killed holder's header went with its mappings
+        assert (orphan.key, orphan.state, orphan.width, orphan.height) == (key, "ready", 8, 4)
     # Finding it is not reading it: a reader still gets "not found", and the orphan goes.
     assert other.call("read_error", key=key)["error"] == "SegmentNotFoundError"
     assert [info.key for info in ipc.list_segments()] == [key + "-alive"]
@@ -220,10 +224,8 @@ def test_clean_removes_the_segment_of_a_killed_holder_but_not_one_in_use(
     holder.call("publish", key=key, width=8, height=4, seed=3)
     other.call("publish", key=key + "-alive", width=4, height=8, seed=4)
     holder.kill()
-    assert ipc.clean() == [os.path.join(isolated_dir, ipc.native_name(key) + ".seg")]
-    assert sorted(os.listdir(isolated_dir)) == sorted(
-        ipc.native_name(key + "-alive") + s for s in (".lock", ".seg")
-    )
+    assert ipc.clean() == [orphan_path(key)]
+    assert sorted(os.listdir(isolated_dir)) == directory_entries(key + "-alive")
     assert other.call("read_error", key=key)["error"] == "SegmentNotFoundError"
     assert other.call("read", key=key + "-alive")["seed"] == 4
     assert ipc.clean() == []
@@ -281,25 +283,26 @@ def test_lock_held_by_a_killed_process_is_granted_at_once(
 
 
 # -- 4. a writer killed half-way through copying ---------------------------------------------
-def _kill_while_writing(key: str, peers: list[Peer], path: str) -> None:
-    """Start a writer that publishes big images in a loop and SIGKILL it while the header says
-    WRITING; retry with a new writer in the rare case it finished the copy before the signal."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
+def _kill_while_writing(peers: list[Peer], segment: ipc.Segment) -> None:
+    """Start a writer that publishes big images in a loop and kill it while the header says
+    WRITING; retry with a new writer in the rare case it finished the copy before the kill.
 
-        def state() -> int:
-            return int(struct.unpack_from("<I", os.pread(fd, 16, 0), _STATE_OFFSET)[0])
+    The state is read from ``segment``'s own mapping, without the lock, as a follower's
+    generation peek is. That mapping must be the one the writer writes, so the segment is
+    grown to the writer's size first (on Windows a grown segment is a new mapping)."""
+    segment.write_image(pattern(3840, 2160, 99))
 
-        for _attempt in range(20):
-            (writer,) = start(peers)
-            writer.call("publish_loop", key=key, width=3840, height=2160, seed=100)
-            wait_until(lambda: state() == State.WRITING, "the writer to be half-way through a copy")
-            writer.kill()
-            if state() == State.WRITING:
-                return
-        raise AssertionError("could not kill a writer half-way through a copy in 20 attempts")
-    finally:
-        os.close(fd)
+    def state() -> int:
+        return int(struct.unpack_from("<I", segment._mapping(), _STATE_OFFSET)[0])
+
+    for _attempt in range(20):
+        (writer,) = start(peers)
+        writer.call("publish_loop", key=segment.key, width=3840, height=2160, seed=100)
+        wait_until(lambda: state() == State.WRITING, "the writer to be half-way through a copy")
+        writer.kill()
+        if state() == State.WRITING:
+            return
+    raise AssertionError("could not kill a writer half-way through a copy in 20 attempts")
 
 
 def test_writer_killed_half_way_leaves_an_incomplete_image_until_the_next_publish(
@@ -309,7 +312,7 @@ def test_writer_killed_half_way_leaves_an_incomplete_image_until_the_next_publis
     holder.call("publish", key=key, width=64, height=64, seed=1)
     segment = ipc.Segment.attach(key)  # we hold it too, so the killed writer leaves no orphan
     attached.append(segment)
-    _kill_while_writing(key, peers, segment.path)
+    _kill_while_writing(peers, segment)
 
     with pytest.raises(ipc.IncompleteImageError, match="incomplete") as raised:
         segment.read_image(timeout=0.5)  # 0.5 s: the killed writer's lock must be gone
@@ -347,7 +350,8 @@ def test_larger_image_published_while_others_are_attached_is_read_by_all_of_them
 
     big.call("publish", key=key, width=1920, height=1080, seed=2)
     grown = HEADER_SIZE + 1920 * 1080 * BYTES_PER_PIXEL
-    assert os.path.getsize(segment.path) == grown
+    if not WINDOWS:  # the file grew (on Windows a new, bigger mapping took its place)
+        assert os.path.getsize(segment.path) == grown
     for peer in (small, follower):  # each reads through the mapping it made when it was small
         assert peer.call("read_handle", key=key) == {"seed": 2, "width": 1920, "height": 1080, "size": grown}
     assert segment.size == old_size  # our mapping is only remapped under the lock ...
@@ -371,7 +375,8 @@ def test_smaller_image_never_shrinks_the_segment_under_other_processes(
     assert follower.call("read_handle", key=key)["size"] == size
 
     small.call("publish", key=key, width=10, height=20, seed=31)
-    assert os.path.getsize(segment.path) == size
+    if not WINDOWS:  # a mapping has no file size; the peers' sizes below say the same
+        assert os.path.getsize(segment.path) == size
     for peer in (big, follower, small):
         assert peer.call("read_handle", key=key) == {"seed": 31, "width": 10, "height": 20, "size": size}
     assert segment.read_image().tobytes() == pattern(10, 20, 31).tobytes()
@@ -380,7 +385,8 @@ def test_smaller_image_never_shrinks_the_segment_under_other_processes(
     assert (info.payload_bytes, info.capacity) == (10 * 20 * BYTES_PER_PIXEL, 1024 * 768 * BYTES_PER_PIXEL)
     # Growing back within the capacity reuses it; the bytes beyond the small image were intact.
     follower.call("write", key=key, width=1024, height=768, seed=32)
-    assert os.path.getsize(segment.path) == size
+    if not WINDOWS:
+        assert os.path.getsize(segment.path) == size
     assert seed_of(segment.read_image()) == 32
     segment.detach()
     for peer, last in ((big, False), (small, False), (follower, True)):

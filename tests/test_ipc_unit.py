@@ -1,5 +1,6 @@
 """Unit tests of the pieces under the IPC core: the header record, key names, mode conversion,
-SegmentInfo and the small print of the Segment API. One process; real files in /dev/shm."""
+SegmentInfo and the small print of the Segment API. One process; real files in /dev/shm (named
+mappings on Windows)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from patterns import pattern
 from PIL import Image
+from platforms import segment_path
 
 from tkshm import errors, ipc
 from tkshm.header import (
@@ -272,7 +274,7 @@ def test_detaching_inside_a_locked_block_releases_the_lock_and_leaves_the_block_
 def test_segment_repr_size_and_path(key: str) -> None:
     with ipc.Segment.create(key, capacity=100) as segment:
         assert segment.size == HEADER_SIZE + 100
-        assert segment.path == os.path.join(ipc.segment_directory(), ipc.native_name(key) + ".seg")
+        assert segment.path == segment_path(key)
         assert repr(segment) == f"<Segment key={key!r} attached path={segment.path!r}>"
         segment.write_image(Image.new("RGBA", (10, 10)))
         assert segment.size == HEADER_SIZE + 400  # grown for the bigger image
@@ -295,7 +297,8 @@ def test_detached_segment_refuses_to_be_used_with_a_sentence(key: str) -> None:
 
 
 def test_lock_times_out_with_lock_timeout_error_while_another_holder_has_it(key: str) -> None:
-    # flock locks belong to open files, so two attachments in one process exclude each other.
+    # flock (and LockFileEx) locks belong to open files, so two attachments in one process
+    # exclude each other.
     with ipc.Segment.create(key) as holder, ipc.Segment.attach(key) as other:
         with holder.lock(exclusive=True):
             for exclusive in (True, False):

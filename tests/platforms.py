@@ -1,0 +1,123 @@
+r"""What the tests can check on this operating system, said once.
+
+tkshm makes the same promises on POSIX and on Windows, but some of the ways these tests prove
+them are POSIX facts: file modes (0600/0700), ``O_NOFOLLOW`` and symbolic links, user ids,
+FIFOs, signals other than a kill (SIGINT, SIGTERM, SIGSTOP, SIGBUS), ``/proc``, a tmpfs that can
+be filled, and a segment that is a file one can read, truncate or overwrite from outside. Such
+a test is marked ``@posix_only("why")`` and is skipped on Windows with that reason. Where the
+promise holds on Windows too, the test proves it there with Windows' own means:
+
+* a crash is ``Popen.kill()``: SIGKILL on POSIX, ``TerminateProcess`` on Windows;
+* what the operating system still holds for a key is ``ipc.remains(key)``: the ``.lock`` and
+  ``.seg`` files on POSIX; on Windows the lock file in ``%TEMP%\tkshm`` (or ``TKSHM_DIR``) and
+  the named mappings ``Local\<name>`` and ``Local\<name>.<serial>``. It is empty once the last
+  holder has detached;
+* a killed Windows holder takes its mappings with it, but leaves its lock file, which the next
+  attach, create or ``clean`` removes;
+* Windows has no way to send Ctrl+C or SIGTERM to a child without a console (and under Wine
+  ``CTRL_BREAK_EVENT`` fails), so a command a test leaves running is ended with
+  ``TerminateProcess`` there (see ``commands.Running.stop``).
+
+A test that needs one of these asks this module, never ``sys.platform`` itself.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Final
+
+import pytest
+
+from tkshm import ipc
+from tkshm.header import RECORD_SIZE, Header
+
+WINDOWS: Final = sys.platform == "win32"
+# The exit status of a process ended by Popen.kill(): -SIGKILL on POSIX; on Windows the code
+# Python passes to TerminateProcess.
+KILLED: Final = 1 if WINDOWS else -9
+# The exit status of a ``tkshm put`` ended by commands.Running.stop(): on POSIX it catches the
+# signal and detaches (0); on Windows it is terminated (see above).
+STOPPED: Final = KILLED if WINDOWS else 0
+
+
+def posix_only(why: str) -> pytest.MarkDecorator:
+    """Skip on Windows, saying why the check does not apply there."""
+    return pytest.mark.skipif(WINDOWS, reason=f"POSIX only: {why}")
+
+
+def windows_only(why: str) -> pytest.MarkDecorator:
+    """Skip on POSIX: the Windows counterpart of a POSIX-only check."""
+    return pytest.mark.skipif(not WINDOWS, reason=f"Windows only: {why}")
+
+
+def lock_file(key: str) -> str:
+    """The lock file of ``key`` (both platforms keep one in the segment directory)."""
+    return os.path.join(ipc.segment_directory(), ipc.native_name(key) + ".lock")
+
+
+def segment_path(key: str) -> str:
+    """What ``Segment.path`` is for ``key``: a file on POSIX, a mapping name on Windows."""
+    name = ipc.native_name(key)
+    return "Local\\" + name if WINDOWS else os.path.join(ipc.segment_directory(), name + ".seg")
+
+
+def directory_entries(key: str) -> list[str]:
+    """What the segment directory holds for ``key`` while it is in use (names, sorted)."""
+    name = ipc.native_name(key)
+    return [name + ".lock"] if WINDOWS else [name + ".lock", name + ".seg"]
+
+
+def orphan_path(key: str) -> str:
+    """What ``clean`` removes, and ``list`` shows, for ``key`` after its last holder was
+    killed: the segment file on POSIX; the lock file on Windows (the mappings are gone)."""
+    return lock_file(key) if WINDOWS else segment_path(key)
+
+
+def assert_held(key: str) -> None:
+    """The operating system holds a live segment for ``key``: its lock file and segment file
+    (POSIX), or its lock file, directory mapping and data mapping (Windows)."""
+    left = ipc.remains(key)
+    if WINDOWS:
+        mapping = segment_path(key)
+        assert lock_file(key) in left and mapping in left, left
+        assert any(entry.startswith(mapping + ".") for entry in left), f"no data mapping in {left}"
+    else:
+        assert left == [lock_file(key), segment_path(key)], left
+
+
+def overwrite_header(segment: ipc.Segment, raw: bytes) -> None:
+    """Write ``raw`` over the header, ignoring the lock, as a hostile neighbour (same user)
+    would: through the file on POSIX, through a view of the mapping on Windows."""
+    if WINDOWS:
+        segment._mapping()[: len(raw)] = raw
+        return
+    fd = os.open(segment.path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        os.pwrite(fd, raw, 0)
+    finally:
+        os.close(fd)
+
+
+def header_of(segment: ipc.Segment) -> Header:
+    """The header as the mapping holds it now, read without the lock."""
+    mapping = segment._mapping()
+    return Header.unpack(mapping[:RECORD_SIZE], len(mapping))
+
+
+def remove_orphans(env: dict[str, str]) -> None:
+    """``ipc.clean()`` in the segment directory that ``env`` names: after a command was
+    terminated on Windows, its left-over lock file goes, as the next attach would remove it."""
+    before = os.environ.get("TKSHM_DIR")
+    wanted = env.get("TKSHM_DIR")
+    try:
+        if wanted:
+            os.environ["TKSHM_DIR"] = wanted
+        else:
+            os.environ.pop("TKSHM_DIR", None)
+        ipc.clean()
+    finally:
+        if before is None:
+            os.environ.pop("TKSHM_DIR", None)
+        else:
+            os.environ["TKSHM_DIR"] = before
