@@ -7,6 +7,9 @@ inside ``mapping_size``, or raise :class:`CorruptSegmentError` -- never anything
 random bytes, for valid headers with bits flipped, and for headers whose fields are
 hostile but whose checksum is right (a checksum proves nothing against someone who can
 compute CRC-32).
+
+The hostile bytes go into real segments through the file on POSIX and through a view of the
+named mapping on Windows (tests/platforms.py): the same neighbour, by each system's means.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from patterns import pattern, seed_of
+from platforms import overwrite_header
 
 from tkshm import ipc
 from tkshm.errors import CorruptSegmentError, SegmentNotFoundError
@@ -155,15 +159,6 @@ def test_parser_reads_only_the_record_it_is_given() -> None:
 
 
 # ---------------------------------------------------------------------------- real segments
-def _overwrite_header(path: str, raw: bytes) -> None:
-    # A hostile neighbour (same user) writes through the file, ignoring the lock.
-    fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    try:
-        os.pwrite(fd, raw, 0)
-    finally:
-        os.close(fd)
-
-
 def _measured(call: Any) -> tuple[Any, int]:
     """Run ``call()``; return (its result or the exception it raised, peak bytes allocated)."""
     tracemalloc.start()
@@ -193,8 +188,8 @@ def segment_property(key: str, examples: int) -> None:
     def hostile_header_in_a_real_segment(raw: bytes) -> None:
         width, height = 16, 8
         with ipc.publish(pattern(width, height, 5), key=key) as segment:
-            file_size = os.stat(segment.path).st_size
-            _overwrite_header(segment.path, raw)
+            file_size = segment.size  # the mapping: the file's size on POSIX
+            overwrite_header(segment, raw)
             image, peak = _measured(lambda: ipc.read_image(key=key))
             if isinstance(image, Exception):
                 assert isinstance(image, (CorruptSegmentError, SegmentNotFoundError)), repr(image)
@@ -231,7 +226,7 @@ def test_segment_with_hostile_header_is_refused_without_reading_outside_it(
 def test_info_refuses_an_empty_header_that_claims_an_image_size(key: str, isolated_dir: str) -> None:
     with ipc.publish(pattern(4, 4, 1), key=key) as segment:
         fields = _FIELDS.pack(MAGIC, VERSION, HEADER_SIZE, State.EMPTY, 0, U32, U32, 1, 0, 0, 0, 1, 0, 0)
-        _overwrite_header(segment.path, _with_crc(fields))
+        overwrite_header(segment, _with_crc(fields))
         with pytest.raises(ipc.CorruptSegmentError, match="no image yet claims an image size"):
             ipc.info(key=key)
 
@@ -250,8 +245,7 @@ def test_damaged_header_gives_one_line_cli_error(
     key: str, isolated_dir: str, field: str, value: Any, says: str
 ) -> None:
     with ipc.publish(pattern(4, 4, 1), key=key) as segment:
-        with open(segment.path, "rb") as file:
-            good = Header.unpack(file.read(RECORD_SIZE), os.fstat(file.fileno()).st_size)
+        good = segment.info()
         width, height = value if field == "size" else (good.width, good.height)
         payload = value if field == "payload" else width * height * 4
         fields = _FIELDS.pack(
@@ -262,7 +256,7 @@ def test_damaged_header_gives_one_line_cli_error(
         raw = _with_crc(fields)
         if field == "crc":
             raw = raw[:-4] + bytes(b ^ 0xFF for b in raw[-4:])
-        _overwrite_header(segment.path, raw)
+        overwrite_header(segment, raw)
         for command in ("info", "get"):
             args = ["-o", os.path.join(isolated_dir, "out.png")] if command == "get" else []
             run = subprocess.run(

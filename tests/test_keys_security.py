@@ -1,19 +1,25 @@
 """Behaviour 7: segment files are private, keys never share a segment, and a hostile key either
 maps to a safe name inside the segment directory or is refused with a sentence.
 
-The segments are made by separate processes (peers); this process checks the files."""
+The segments are made by separate processes (peers); this process checks the files.
+
+Modes and owners are POSIX checks. On Windows what keeps a segment private is where its names
+live: the lock file in the user's own temporary folder and the mappings in the session's
+``Local\\`` namespace; the tests of keys and names apply everywhere (see tests/platforms.py)."""
 
 from __future__ import annotations
 
 import os
 import re
 import stat
+import tempfile
 from pathlib import Path
 
 import pytest
 from conftest import files_for
 from patterns import seed_of
 from peer import Peer, PeerError
+from platforms import assert_held, directory_entries, lock_file, posix_only, windows_only
 
 from tkshm import ipc
 
@@ -24,6 +30,7 @@ def mode_of(path: str | Path) -> int:
     return stat.S_IMODE(os.stat(path).st_mode)
 
 
+@posix_only("file modes and owners; Windows has neither for these files")
 def test_segment_files_are_0600_in_a_0700_directory_even_with_a_loose_umask(
     isolated_dir: str, key: str
 ) -> None:
@@ -42,15 +49,34 @@ def test_segment_files_are_0600_in_a_0700_directory_even_with_a_loose_umask(
     os.rmdir(fresh)
 
 
+@posix_only("the default directory is /dev/shm/tkshm-<uid>, checked by mode")
 def test_default_segment_directory_and_files_are_private(key: str, peer: Peer) -> None:
     peer.call("umask", mask=0)
     peer.call("publish", key=key, width=8, height=8, seed=1)
     directory = ipc.segment_directory()
     assert directory == f"/dev/shm/tkshm-{os.geteuid()}"
     assert mode_of(directory) == 0o700
-    for entry in files_for(key):
-        assert mode_of(os.path.join(directory, entry)) == 0o600, entry
+    for path in files_for(key):
+        assert mode_of(path) == 0o600, path
     assert peer.call("detach", key=key)["removed"] is True
+
+
+@windows_only("the counterpart of the /dev/shm/tkshm-<uid> test above")
+def test_default_lock_files_are_in_the_users_temp_folder_and_go_with_the_last_holder(
+    key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TKSHM_DIR", raising=False)
+    directory = os.path.join(tempfile.gettempdir(), "tkshm")
+    assert ipc.segment_directory() == directory
+    with Peer() as peer:
+        peer.call("publish", key=key, width=8, height=8, seed=1)
+        assert_held(key)
+        assert lock_file(key) == os.path.join(directory, ipc.native_name(key) + ".lock")
+        assert os.path.isfile(lock_file(key))
+        assert ipc.info(key=key).path == "Local\\" + ipc.native_name(key)  # the session's namespace
+        assert peer.call("detach", key=key)["removed"] is True
+    assert files_for(key) == []
+    assert not os.path.exists(lock_file(key))
 
 
 LOOKALIKE_SUFFIXES = ["/x", "_x", " x", ".x", "\\x", "__x", "/X", "x" * 40 + "1", "x" * 40 + "2"]
@@ -65,7 +91,7 @@ def test_keys_that_look_alike_never_share_a_segment(key: str, peers: list[Peer])
     for seed, k in enumerate(keys, start=1):
         assert reader.call("read", key=k) == {"seed": seed, "width": 4 + seed, "height": 4}
         assert seed_of(ipc.read_image(key=k)) == seed
-        assert len(files_for(k)) == 2
+        assert_held(k)
     for k in keys:
         assert writer.call("detach", key=k)["removed"] is True
     assert all(files_for(k) == [] for k in keys)
@@ -107,7 +133,7 @@ def test_hostile_key_maps_to_a_safe_name_inside_the_segment_directory(
     with Peer() as peer:
         peer.call("publish", key=hostile, width=3, height=5, seed=77)
         entries = sorted(os.listdir(directory))
-        assert entries == [ipc.native_name(hostile) + ".lock", ipc.native_name(hostile) + ".seg"]
+        assert entries == directory_entries(hostile)
         assert all(SAFE_FILE.fullmatch(e) for e in entries), entries
         assert os.listdir(isolated_dir) == ["segments"]  # nothing was made beside it
         assert seed_of(ipc.read_image(key=hostile)) == 77
