@@ -37,8 +37,10 @@ offset   size  field            meaning
 =======  ====  ===============  ===================================================
 
 Where the segment lives: a file in ``/dev/shm/tkshm-<uid>/`` (0700) on Linux, the same in a
-per-user temporary directory elsewhere on POSIX (``TKSHM_DIR`` overrides both), and a named
-file mapping (``CreateFileMapping`` through ``mmap``'s ``tagname``) on Windows.
+per-user temporary directory elsewhere on POSIX (``TKSHM_DIR`` overrides both), and named file
+mappings (``CreateFileMapping`` through ``mmap``'s ``tagname``) on Windows, where a mapping
+cannot grow in place: there a one-page directory mapping names the current data mapping, and
+growing makes a successor that the others follow under the lock (``tkshm._windows``).
 
 Errors all derive from :class:`TkshmError`; see :mod:`tkshm.errors` for the tree.
 """
@@ -70,7 +72,6 @@ from .errors import (
     LockTimeoutError,
     OutOfSharedMemoryError,
     SegmentNotFoundError,
-    SegmentTooSmallError,
     TkshmError,
     UnsafePathError,
 )
@@ -97,7 +98,6 @@ __all__ = [
     "Segment",
     "SegmentInfo",
     "SegmentNotFoundError",
-    "SegmentTooSmallError",
     "TkshmError",
     "UnsafePathError",
     "clean",
