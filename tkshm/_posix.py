@@ -23,9 +23,12 @@ import mmap
 import os
 import secrets
 import stat
+import sys
 import tempfile
 from collections.abc import Iterator
 from typing import Final
+
+import portalocker
 
 from . import trace
 from .errors import (
@@ -36,6 +39,9 @@ from .errors import (
     UnsafePathError,
 )
 from .header import HEADER_SIZE, Header
+
+# Never imported on Windows (tkshm.ipc chooses the backend once); this tells mypy so.
+assert sys.platform != "win32"
 
 SEGMENT_SUFFIX: Final = ".seg"
 LOCK_SUFFIX: Final = ".lock"
@@ -120,6 +126,20 @@ def _open_file(dir_path: str, dir_fd: int, name: str, flags: int) -> int:
     return fd
 
 
+def try_lock(fd: int, exclusive: bool) -> bool:
+    """Take the data lock without waiting (portalocker over ``flock``); False if it is taken."""
+    wanted = portalocker.LockFlags.EXCLUSIVE if exclusive else portalocker.LockFlags.SHARED
+    try:
+        portalocker.lock(fd, wanted | portalocker.LockFlags.NON_BLOCKING)
+    except portalocker.AlreadyLocked:
+        return False
+    return True
+
+
+def unlock(fd: int) -> None:
+    portalocker.unlock(fd)
+
+
 def _try_flock(fd: int, operation: int) -> bool:
     try:
         fcntl.flock(fd, operation | fcntl.LOCK_NB)
@@ -195,7 +215,7 @@ class PosixSegmentFile:
     def file_size(self) -> int:
         return os.fstat(self._seg_fd).st_size
 
-    def remap(self) -> None:
+    def remap(self, exclusive: bool = False) -> None:
         """Map the whole file again if it grew (call with the data lock held)."""
         size = self.file_size()
         if self.map is not None and len(self.map) == size:

@@ -1,117 +1,459 @@
-"""Windows backend: a named, pagefile-backed file mapping (``CreateFileMapping``).
+"""Windows backend: named, pagefile-backed file mappings (``CreateFileMapping``).
 
-Python's ``mmap(-1, size, tagname=...)`` creates the mapping or opens the existing one of
-that name; Windows frees it when the last handle closes, crash included, so presence needs
-no lock of its own. The data lock is a portalocker lock on a file in the user's temp folder.
+Python's ``mmap(-1, size, tagname=name)`` maps a named section of the paging file; Windows
+frees it when its last handle closes -- crash included -- so presence needs no lock of its own.
+Three Windows facts shape the rest:
 
-A named mapping cannot grow, so it is created at once with room for an 8K image (pages are
-committed lazily by Windows, not touched); a bigger image needs every other holder to detach
-first. This path is reviewed but untested by this project's CI on Linux.
+* **A named mapping never changes size.** Opening the name again joins the section at the size
+  it was created with (and a bigger view is refused). So a segment is two mappings: a one-page
+  *directory* ``Local\\N`` whose record names the current *data* mapping ``Local\\N.<serial>``
+  (the header page and the pixels, the same bytes as a POSIX ``.seg`` file). Growing creates a
+  successor with the next serial, sized for the image, and points the directory at it; the
+  others follow it the next time they take the lock. Windows frees the old one when its last
+  holder has moved on. Memory is committed for what is shown, not for the largest image.
+* **Open or create, explicitly.** ``mmap`` alone creates a mapping it cannot find, so probing a
+  name would create it. As ``multiprocessing.shared_memory`` does, we ask ``OpenFileMapping``
+  (join only) or ``CreateFileMapping`` and check ``ERROR_ALREADY_EXISTS`` (create only), and
+  hand the name to ``mmap`` while that handle keeps the section alive.
+* **A file open without FILE_SHARE_DELETE cannot be deleted.** Every attached process holds the
+  lock file ``%TEMP%\\tkshm\\N.lock`` open (Python opens files that way). Deleting it after our
+  own detach succeeds only if nobody else has it open: that *is* "we were the last holder".
+  A killed holder's handles are closed by Windows, so the mappings go; its lock file is left for
+  the next attach, create or ``clean`` to delete.
+
+The data lock is ``LockFileEx`` on the lock file, shared or exclusive (portalocker's
+``Win32Locker``); Windows releases it when its holder dies.
+
+Directory record (little-endian, at offset 0 of ``Local\\N``):
+
+=======  ====  ========  ==========================================
+offset   size  field     meaning
+=======  ====  ========  ==========================================
+0        8     magic     ``b"TKSHMDIR"``
+8        4     version   1
+12       4     reserved  0
+16       8     serial    the current data mapping is ``Local\\N.<serial>``
+24       4     crc32     of bytes 0..23
+=======  ====  ========  ==========================================
 """
 
 from __future__ import annotations
 
+import _winapi  # the stdlib's own Win32 bindings, as multiprocessing.shared_memory uses them
+import contextlib
 import mmap
 import os
+import stat
+import struct
+import sys
 import tempfile
+import zlib
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Final
 
-from .errors import SegmentNotFoundError, SegmentTooSmallError
-from .header import HEADER_SIZE, MAGIC, Header
+import portalocker
+from portalocker.portalocker import Win32Locker
 
-TEMP_SUFFIX: Final = ".tmp"  # unused here: mappings are created atomically by Windows
+from . import _locking, trace
+from .errors import (
+    CorruptSegmentError,
+    LockTimeoutError,
+    OutOfSharedMemoryError,
+    SegmentNotFoundError,
+    TkshmError,
+    UnsafePathError,
+)
+from .header import HEADER_SIZE, RECORD_SIZE, Header, State
 
-# 7680 x 4320 RGBA: any image up to 8K fits without re-creating the mapping.
-DEFAULT_CAPACITY: Final = 7680 * 4320 * 4
-_CAPACITY: Final = slice(48, 56)  # the header's capacity field
+# mypy checks this module only with --platform win32 (pyproject.toml); tkshm.ipc never
+# imports it elsewhere, because it chooses the backend once.
+assert sys.platform == "win32"
+
+TEMP_SUFFIX: Final = ".tmp"  # never made here: CreateFileMapping creates a name atomically
+LOCK_SUFFIX: Final = ".lock"
+_NAMESPACE: Final = "Local\\"  # this logon session's objects: other users' sessions cannot see them
+_PAGE: Final = 4096
+_RECORD: Final = struct.Struct("<8sIIQ")
+_CRC: Final = struct.Struct("<I")
+_DIR_MAGIC: Final = b"TKSHMDIR"
+_DIR_VERSION: Final = 1
+# How long opening waits for a peer that is creating or growing the segment (it holds the
+# exclusive lock for a few system calls, or for a whole copy); then it is "busy".
+_OPEN_TIMEOUT: Final = 5.0
+# Serials tried past a successor that already exists (left by a grower killed half-way).
+_MAX_SERIALS: Final = 64
+_ERROR_FILE_NOT_FOUND: Final = 2
+_ERROR_SHARING_VIOLATION: Final = 32
+_ERROR_NOT_ENOUGH_MEMORY: Final = (8, 1455)  # ERROR_NOT_ENOUGH_MEMORY, ERROR_COMMITMENT_LIMIT
+_REPARSE_POINT: Final = getattr(stat, "FILE_ATTRIBUTE_REPARSE_POINT", 0x400)
+_ORPHAN_REMOVED: Final = "orphan: no process holds %s any more (killed?); removed it"
+_LOCKER: Final = Win32Locker()
 
 
 def segment_directory() -> str:
-    """Where the lock files live; the mappings themselves have no path."""
-    return os.environ.get("TKSHM_DIR") or os.path.join(tempfile.gettempdir(), "tkshm")
+    """Where the lock files live (``%TEMP%\\tkshm``); the mappings themselves have no path."""
+    override = os.environ.get("TKSHM_DIR")
+    return os.path.abspath(override) if override else os.path.join(tempfile.gettempdir(), "tkshm")
+
+
+def try_lock(fd: int, exclusive: bool) -> bool:
+    """Take the data lock without waiting (``LockFileEx`` through portalocker's Win32Locker,
+    for both kinds: one API over one byte range); False if another process has it."""
+    wanted = portalocker.LockFlags.EXCLUSIVE if exclusive else portalocker.LockFlags.SHARED
+    try:
+        _LOCKER.lock(fd, wanted | portalocker.LockFlags.NON_BLOCKING)
+    except portalocker.AlreadyLocked:
+        return False
+    return True
+
+
+def unlock(fd: int) -> None:
+    _LOCKER.unlock(fd)
+
+
+# -- named mappings -------------------------------------------------------------------
+def _page_round(size: int) -> int:
+    # Windows hands out whole pages; a joiner sees the section's page-rounded size, so the
+    # creator asks for exactly that and everyone agrees on the capacity.
+    return -(-size // _PAGE) * _PAGE
+
+
+def _create_mapping(tagname: str, size: int) -> mmap.mmap | None:
+    """A new pagefile-backed mapping named ``tagname``, or None if the name is taken."""
+    try:
+        handle = _winapi.CreateFileMapping(
+            _winapi.INVALID_HANDLE_VALUE, _winapi.NULL, _winapi.PAGE_READWRITE,
+            size >> 32, size & 0xFFFFFFFF, tagname,
+        )  # fmt: skip
+    except OSError as exc:
+        if exc.winerror in _ERROR_NOT_ENOUGH_MEMORY:
+            raise OutOfSharedMemoryError(
+                f"There is not enough memory for {size / 1e6:.1f} MB of shared memory. "
+                "Close other programs, or load a smaller image."
+            ) from exc
+        raise
+    try:
+        if _winapi.GetLastError() == _winapi.ERROR_ALREADY_EXISTS:
+            return None
+        # mmap opens the same name again; our handle keeps the section alive meanwhile.
+        return mmap.mmap(-1, size, tagname=tagname)
+    finally:
+        _winapi.CloseHandle(handle)
+
+
+def _open_mapping(tagname: str) -> mmap.mmap | None:
+    """Join the existing mapping named ``tagname`` at its own size, or None if there is none."""
+    try:
+        handle = _winapi.OpenFileMapping(_winapi.FILE_MAP_READ, False, tagname)
+    except OSError as exc:
+        if exc.winerror == _ERROR_FILE_NOT_FOUND:
+            return None
+        raise
+    try:
+        view = _winapi.MapViewOfFile(handle, _winapi.FILE_MAP_READ, 0, 0, 0)
+        try:
+            size = _winapi.VirtualQuerySize(view)
+        finally:
+            _winapi.UnmapViewOfFile(view)
+        return mmap.mmap(-1, size, tagname=tagname)
+    finally:
+        _winapi.CloseHandle(handle)
+
+
+def _exists(tagname: str) -> bool:
+    try:
+        handle = _winapi.OpenFileMapping(_winapi.FILE_MAP_READ, False, tagname)
+    except OSError:
+        return False
+    _winapi.CloseHandle(handle)
+    return True
+
+
+def _data_tag(name: str, serial: int) -> str:
+    return f"{_NAMESPACE}{name}.{serial}"
+
+
+def _read_serial(directory: mmap.mmap) -> int | None:
+    """The serial the directory names, or None if its record is not (yet, or any more) valid."""
+    raw = directory[: _RECORD.size + _CRC.size]
+    magic, version, _, serial = _RECORD.unpack_from(raw)
+    (crc,) = _CRC.unpack_from(raw, _RECORD.size)
+    if magic != _DIR_MAGIC or version != _DIR_VERSION or crc != zlib.crc32(raw[: _RECORD.size]):
+        return None
+    return int(serial) if serial > 0 else None
+
+
+def _write_serial(directory: mmap.mmap, serial: int) -> None:
+    fields = _RECORD.pack(_DIR_MAGIC, _DIR_VERSION, 0, serial)
+    directory[: _RECORD.size + _CRC.size] = fields + _CRC.pack(zlib.crc32(fields))
+
+
+# -- the lock file ----------------------------------------------------------------------
+def _refuse_reparse_point(path: str) -> None:
+    """Refuse a symbolic link or junction where we expect our own folder or file."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(st.st_mode) or getattr(st, "st_file_attributes", 0) & _REPARSE_POINT:
+        raise UnsafePathError(path, "it is a symbolic link or junction")
+
+
+def _lock_path(name: str) -> str:
+    return os.path.join(segment_directory(), name + LOCK_SUFFIX)
+
+
+def _delete_if_unused(path: str) -> bool:
+    """Delete a lock file that no process has open (Windows refuses while one does)."""
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        return False
+    except PermissionError as exc:
+        if getattr(exc, "winerror", None) in (_ERROR_SHARING_VIOLATION, 5):
+            return False
+        raise
+    return True
 
 
 class WindowsSegmentFile:
-    """One attached named mapping plus its open lock file."""
+    """One attached segment: the open lock file, the directory mapping and the current data
+    mapping. Built only by :meth:`open`."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, key: str) -> None:
         self.name = name
-        self.path = "Local\\" + name
+        self.key = key
+        self.path = _NAMESPACE + name
         self.lock_fd = -1
         self.map: mmap.mmap | None = None
         self.created = False
+        self._directory: mmap.mmap | None = None
+        self._serial = 0
+        self._lock_file = ""
 
     @classmethod
     def open(cls, name: str, key: str, create_capacity: int | None) -> WindowsSegmentFile:
-        self = cls(name)
+        """Attach to segment ``name``; create it with ``create_capacity`` bytes if missing
+        (``None``: attach only, raise :class:`SegmentNotFoundError`)."""
+        self = cls(name, key)
         try:
-            os.makedirs(segment_directory(), exist_ok=True)
-            lock_path = os.path.join(segment_directory(), name + ".lock")
-            self.lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-            # Opening by name either joins the existing mapping or creates a zero-filled one;
-            # the magic number tells which. A joined mapping's real size is in its header.
-            probe = mmap.mmap(-1, HEADER_SIZE, tagname=self.path)  # type: ignore[call-arg]  # Windows-only argument
-            try:
-                exists = probe[: len(MAGIC)] == MAGIC
-                capacity = int.from_bytes(probe[_CAPACITY], "little")
-                if not exists:
-                    if create_capacity is None:
-                        raise SegmentNotFoundError(key)
-                    capacity = max(create_capacity, DEFAULT_CAPACITY)
-                self.map = mmap.mmap(-1, HEADER_SIZE + capacity, tagname=self.path)  # type: ignore[call-arg]  # Windows-only argument
-            finally:
-                probe.close()
-            self.created = not exists
-            if not exists:
-                record = Header.empty(capacity, os.getpid()).pack()
-                self.map[: len(record)] = record
+            self._open_lock_file(create=create_capacity is not None)
+            if create_capacity is None:
+                self._attach()
+            else:
+                self._attach_or_create(create_capacity)
         except BaseException:
             self.close()
             raise
         return self
 
-    def remap(self) -> None:
-        """Named mappings never change size, so there is nothing to re-map."""
+    def _open_lock_file(self, create: bool) -> None:
+        folder = segment_directory()
+        _refuse_reparse_point(folder)
+        if create:
+            os.makedirs(folder, exist_ok=True)
+        path = _lock_path(self.name)
+        _refuse_reparse_point(path)
+        try:
+            self.lock_fd = os.open(path, os.O_RDWR | (os.O_CREAT if create else 0), 0o600)
+        except FileNotFoundError:
+            raise SegmentNotFoundError(self.key) from None
+        self._lock_file = path
+
+    @contextlib.contextmanager
+    def _hold(self, exclusive: bool) -> Iterator[None]:
+        """The data lock for a moment, while the directory is read or changed."""
+        if _locking.wait_for(lambda: try_lock(self.lock_fd, exclusive), _OPEN_TIMEOUT) is None:
+            raise LockTimeoutError(self.key, _OPEN_TIMEOUT)
+        try:
+            yield
+        finally:
+            unlock(self.lock_fd)
+
+    def _attach(self) -> None:
+        self._directory = _open_mapping(self.path)
+        if self._directory is None:
+            raise SegmentNotFoundError(self.key)  # close() deletes a lock file left by a crash
+        with self._hold(exclusive=False):  # a creator or grower holds it exclusively meanwhile
+            serial = _read_serial(self._directory)
+            data = _open_mapping(_data_tag(self.name, serial)) if serial else None
+        if serial is None or data is None:
+            # A creator killed half-way, or a grower that left before anyone followed it:
+            # nothing readable is published. The next writer starts a data mapping again.
+            raise SegmentNotFoundError(self.key)
+        self.map, self._serial = data, serial
+
+    def _attach_or_create(self, capacity: int) -> None:
+        with self._hold(exclusive=True):
+            directory = _create_mapping(self.path, _PAGE)
+            self.created = directory is not None
+            if directory is None:
+                directory = _open_mapping(self.path)
+            if directory is None:  # the last holder left between the two calls: start afresh
+                directory = _create_mapping(self.path, _PAGE)
+                self.created = directory is not None
+            if directory is None:
+                raise TkshmError(
+                    f"Could not attach to shared memory segment {self.key!r}: it keeps changing. Try again."
+                )
+            self._directory = directory
+            serial = None if self.created else _read_serial(directory)
+            data = _open_mapping(_data_tag(self.name, serial)) if serial else None
+            if data is None:
+                self._new_data(capacity, after=serial or 0)
+            else:
+                self.map, self._serial = data, serial or 0
+
+    def _new_data(self, capacity: int, after: int) -> None:
+        """Create the next data mapping, empty, and make the directory name it (exclusive
+        lock held). The previous one is ours to close; Windows frees it after the others."""
+        assert self._directory is not None
+        size = _page_round(HEADER_SIZE + capacity)
+        for serial in range(after + 1, after + 1 + _MAX_SERIALS):
+            data = _create_mapping(_data_tag(self.name, serial), size)
+            if data is not None:
+                break
+        else:
+            raise TkshmError(f"Could not create a mapping for shared memory segment {self.key!r}. Try again.")
+        data[:RECORD_SIZE] = Header.empty(size - HEADER_SIZE, os.getpid()).pack()
+        _write_serial(self._directory, serial)  # only now can others find it
+        old, self.map, self._serial = self.map, data, serial
+        if old is not None:
+            old.close()
+
+    def remap(self, exclusive: bool = False) -> None:
+        """Follow the directory to a successor mapping another process made (lock held)."""
+        assert self._directory is not None and self.map is not None
+        serial = _read_serial(self._directory)
+        if serial == self._serial:
+            return
+        data = _open_mapping(_data_tag(self.name, serial)) if serial else None
+        if data is None:
+            if not exclusive:
+                raise SegmentNotFoundError(self.key)
+            trace.step("remap: the mapping the directory names is gone; starting a new one")
+            self._new_data(len(self.map) - HEADER_SIZE, after=max(serial or 0, self._serial))
+            return
+        trace.step(
+            "remap: the segment moved to %s (%s bytes); mapping it",
+            _data_tag(self.name, serial or 0),
+            f"{len(data):,}",
+        )
+        old, self.map, self._serial = self.map, data, serial or 0
+        old.close()
 
     def grow(self, size: int) -> None:
-        raise SegmentTooSmallError(
-            f"The image needs {size / 1e6:.1f} MB, more than this shared memory segment holds "
-            "on Windows. Close the other windows that show it, then load the image again."
-        )
+        """Make a successor mapping of at least ``size`` bytes (exclusive lock held)."""
+        assert self.map is not None
+        # Anyone polling our old mapping's generation must notice that something changed:
+        # mark it WRITING with the next generation, which the successor is about to carry.
+        with contextlib.suppress(CorruptSegmentError):
+            old = Header.unpack(self.map[:RECORD_SIZE], len(self.map))
+            self.map[:RECORD_SIZE] = replace(old, state=State.WRITING, generation=old.generation + 1).pack()
+        self._new_data(size - HEADER_SIZE, after=self._serial)
+        trace.step(
+            "grow: new mapping %s of %s bytes; the directory names it, the others follow",
+            _data_tag(self.name, self._serial), f"{len(self.map):,}",
+        )  # fmt: skip
 
     def close(self) -> bool:
-        if self.map is not None:
-            self.map.close()
-            self.map = None
+        """Detach; return True if we were the last holder (and so deleted the lock file).
+
+        Idempotent and safe on a half-built object.
+        """
+        for mapping in (self.map, self._directory):
+            if mapping is not None:
+                mapping.close()
+        self.map = self._directory = None
         if self.lock_fd >= 0:
             os.close(self.lock_fd)
             self.lock_fd = -1
-        return False  # Windows frees the mapping itself when the last handle closes
+        path, self._lock_file = self._lock_file, ""
+        attached, self._serial = self._serial != 0, 0
+        if not path or not _delete_if_unused(path):
+            return False
+        if not attached and not self.created:  # we found no segment, only a crash's lock file
+            trace.step(_ORPHAN_REMOVED, path)
+        return attached
 
 
 SegmentFile = WindowsSegmentFile
 
 
-def list_entries() -> Iterator[tuple[str, str, int, bool, bytes | None]]:
-    """Windows cannot enumerate named mappings; we look up those our lock files name."""
+def _lock_files() -> Iterator[tuple[str, str]]:
     folder = segment_directory()
-    if not os.path.isdir(folder):
+    try:
+        entries = sorted(os.listdir(folder))
+    except FileNotFoundError:
         return
-    for entry in sorted(os.listdir(folder)):
-        if not entry.endswith(".lock"):
-            continue
-        name = entry[: -len(".lock")]
-        probe = mmap.mmap(-1, HEADER_SIZE, tagname="Local\\" + name)  # type: ignore[call-arg]
+    for entry in entries:
+        if entry.endswith(LOCK_SUFFIX):
+            yield entry[: -len(LOCK_SUFFIX)], os.path.join(folder, entry)
+
+
+def _header_page(name: str) -> tuple[int, bytes | None] | None:
+    """The current data mapping's size and header page, read without the lock (so that a
+    listing never holds a lock file open, which would make a detacher think it is not last).
+    None if the segment is gone; a None page if the header was caught half-written."""
+    directory = _open_mapping(_NAMESPACE + name)
+    if directory is None:
+        return None
+    try:
+        serial = _read_serial(directory)
+        data = _open_mapping(_data_tag(name, serial)) if serial else None
+    finally:
+        directory.close()
+    if data is None:
+        return 0, None
+    try:
+        page = data[:HEADER_SIZE]
         try:
-            page = bytes(probe[:HEADER_SIZE])
+            Header.unpack(page, len(data))
+        except CorruptSegmentError:
+            return len(data), None
+        return len(data), page
+    finally:
+        data.close()
+
+
+def list_entries() -> Iterator[tuple[str, str, int, bool, bytes | None]]:
+    """Windows cannot enumerate named mappings; we look up those our lock files name.
+
+    A lock file whose mapping is gone is an orphan (its holders were killed): listed with
+    ``in_use`` False and no header page.
+    """
+    for name, path in _lock_files():
+        found = _header_page(name)
+        if found is None:
+            yield name, path, 0, False, None
+        else:
+            size, page = found
+            yield name, _NAMESPACE + name, size, True, page
+
+
+def remains(name: str) -> list[str]:
+    """What Windows still holds of segment ``name``: its lock file and its mappings."""
+    left = [path for path in [_lock_path(name)] if os.path.exists(path)]
+    directory = _open_mapping(_NAMESPACE + name)
+    if directory is not None:
+        try:
+            serial = _read_serial(directory)
         finally:
-            probe.close()
-        if page.startswith(MAGIC):
-            size = HEADER_SIZE + int.from_bytes(page[_CAPACITY], "little")
-            yield name, "Local\\" + name, size, True, page
+            directory.close()
+        # Our probe held the directory open for a moment; ask again now that it is closed.
+        if _exists(_NAMESPACE + name):
+            left.append(_NAMESPACE + name)
+        if serial and _exists(_data_tag(name, serial)):
+            left.append(_data_tag(name, serial))
+    return left
 
 
 def remove_orphans() -> list[str]:
-    """Windows removes orphaned mappings by itself; nothing is ever left to clean."""
-    return []
+    """Delete lock files whose mappings are gone and which no process has open."""
+    removed = []
+    for name, path in _lock_files():
+        if not _exists(_NAMESPACE + name) and _delete_if_unused(path):
+            trace.step(_ORPHAN_REMOVED, path)
+            removed.append(path)
+    return removed

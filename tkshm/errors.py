@@ -11,7 +11,6 @@ Every message is a sentence a person can act on; details live in attributes and 
     │   └── IncompleteImageError    a writer died half-way through copying pixels
     ├── UnsafePathError             a symlink, a foreign owner or loose permissions on our files
     ├── OutOfSharedMemoryError      the shared-memory file system is full
-    ├── SegmentTooSmallError        the segment cannot grow on this platform (Windows only)
     └── ImageError                  a file that cannot be shown: not an image, truncated, unreadable
         └── ImageTooLargeError      too many pixels to decode safely (a decompression bomb)
 """
@@ -27,7 +26,6 @@ __all__ = [
     "LockTimeoutError",
     "OutOfSharedMemoryError",
     "SegmentNotFoundError",
-    "SegmentTooSmallError",
     "TkshmError",
     "UnsafePathError",
 ]
@@ -86,11 +84,7 @@ class UnsafePathError(TkshmError):
 
 
 class OutOfSharedMemoryError(TkshmError):
-    """The file system behind the segments (tmpfs) has no room for the image."""
-
-
-class SegmentTooSmallError(TkshmError):
-    """The segment cannot grow while other processes are attached (Windows only)."""
+    """No room for the image: the tmpfs behind the segments is full, or (Windows) the commit limit."""
 
 
 class ImageError(TkshmError):

@@ -37,8 +37,10 @@ offset   size  field            meaning
 =======  ====  ===============  ===================================================
 
 Where the segment lives: a file in ``/dev/shm/tkshm-<uid>/`` (0700) on Linux, the same in a
-per-user temporary directory elsewhere on POSIX (``TKSHM_DIR`` overrides both), and a named
-file mapping (``CreateFileMapping`` through ``mmap``'s ``tagname``) on Windows.
+per-user temporary directory elsewhere on POSIX (``TKSHM_DIR`` overrides both), and named file
+mappings (``CreateFileMapping`` through ``mmap``'s ``tagname``) on Windows, where a mapping
+cannot grow in place: there a one-page directory mapping names the current data mapping, and
+growing makes a successor that the others follow under the lock (``tkshm._windows``).
 
 Errors all derive from :class:`TkshmError`; see :mod:`tkshm.errors` for the tree.
 """
@@ -58,10 +60,9 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Final, TypeVar
 
-import portalocker
 from PIL import Image
 
-from . import trace
+from . import _locking, trace
 from .errors import (
     CorruptSegmentError,
     ImageError,
@@ -71,7 +72,6 @@ from .errors import (
     LockTimeoutError,
     OutOfSharedMemoryError,
     SegmentNotFoundError,
-    SegmentTooSmallError,
     TkshmError,
     UnsafePathError,
 )
@@ -98,7 +98,6 @@ __all__ = [
     "Segment",
     "SegmentInfo",
     "SegmentNotFoundError",
-    "SegmentTooSmallError",
     "TkshmError",
     "UnsafePathError",
     "clean",
@@ -164,7 +163,9 @@ class SegmentInfo:
     key: str | None
     name: str
     path: str
-    state: str  # "empty", "writing", "ready"; in listings also "damaged" or "temporary"
+    # "empty", "writing", "ready"; in listings also "damaged", "temporary" (POSIX: a file still
+    # being created) or "gone" (Windows: the mapping is gone and only its lock file is left)
+    state: str
     generation: int
     width: int
     height: int
@@ -309,35 +310,23 @@ class Segment:
 
     def _locked(self, exclusive: bool, timeout: float) -> Iterator[None]:
         self._mapping()
-        wanted = portalocker.LockFlags.EXCLUSIVE if exclusive else portalocker.LockFlags.SHARED
-        flags = wanted | portalocker.LockFlags.NON_BLOCKING
         kind = "exclusive" if exclusive else "shared"
         trace.step("lock requested (%s)", kind)
-        started = _TIMER()
-        pause = 0.0005
-        while True:
-            try:
-                portalocker.lock(self._file.lock_fd, flags)
-                break
-            except portalocker.AlreadyLocked:
-                waited = _TIMER() - started
-                if waited >= timeout:
-                    trace.step("lock not granted after %g s: another process holds it", timeout)
-                    raise LockTimeoutError(self.key, timeout) from None
-                # Poll with a growing pause: flock has no timed wait, and a reader that
-                # polls every few ms costs nothing next to the copy it is waiting for.
-                time.sleep(min(pause, timeout - waited))
-                pause = min(pause * 2, 0.01)
-        self._lock_wait = _TIMER() - started
+        fd = self._file.lock_fd
+        waited = _locking.wait_for(lambda: _backend.try_lock(fd, exclusive), timeout)
+        if waited is None:
+            trace.step("lock not granted after %g s: another process holds it", timeout)
+            raise LockTimeoutError(self.key, timeout)
+        self._lock_wait = waited
         self._held = kind
         trace.step("lock granted (%s) after %.2f ms", kind, self._lock_wait * 1000)
         try:
-            self._file.remap()  # another process may have grown the segment
+            self._file.remap(exclusive)  # another process may have grown the segment
             yield
         finally:
             self._held = None
             if self._file.lock_fd >= 0:  # detached inside the block: closing it unlocked it
-                portalocker.unlock(self._file.lock_fd)
+                _backend.unlock(self._file.lock_fd)
             trace.step("unlock (%s)", kind)
 
     # -- header and pixels ------------------------------------------------------------
@@ -550,8 +539,8 @@ def list_segments() -> list[SegmentInfo]:
     """
     found: list[SegmentInfo] = []
     for name, path, size, in_use, page in _backend.list_entries():
-        if page is None:  # a writer holds the lock: the header may be half-written
-            state, key = "writing", None
+        if page is None:  # a writer holds the lock (or, on Windows, only a lock file is left)
+            state, key = ("writing" if in_use else "gone"), None
         else:
             key = _stored_key(page)
             try:
