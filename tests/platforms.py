@@ -30,7 +30,7 @@ from typing import Final
 import pytest
 
 from tkshm import ipc
-from tkshm.header import RECORD_SIZE, Header
+from tkshm.header import HEADER_SIZE
 
 WINDOWS: Final = sys.platform == "win32"
 # The exit status of a process ended by Popen.kill(): -SIGKILL on POSIX; on Windows the code
@@ -39,6 +39,16 @@ KILLED: Final = 1 if WINDOWS else -9
 # The exit status of a ``tkshm put`` ended by commands.Running.stop(): on POSIX it catches the
 # signal and detaches (0); on Windows it is terminated (see above).
 STOPPED: Final = KILLED if WINDOWS else 0
+
+
+def capacity_for(nbytes: int) -> int:
+    """The capacity a segment made (or grown) for ``nbytes`` of pixels gets: exactly that on
+    POSIX, where the file is cut to size; whole pages on Windows, where a process that joins a
+    mapping sees its page-rounded size, so the creator asks for that."""
+    if not WINDOWS:
+        return nbytes
+    page = 4096
+    return -(-(HEADER_SIZE + nbytes) // page) * page - HEADER_SIZE
 
 
 def posix_only(why: str) -> pytest.MarkDecorator:
@@ -97,12 +107,6 @@ def overwrite_header(segment: ipc.Segment, raw: bytes) -> None:
         os.pwrite(fd, raw, 0)
     finally:
         os.close(fd)
-
-
-def header_of(segment: ipc.Segment) -> Header:
-    """The header as the mapping holds it now, read without the lock."""
-    mapping = segment._mapping()
-    return Header.unpack(mapping[:RECORD_SIZE], len(mapping))
 
 
 def remove_orphans(env: dict[str, str]) -> None:

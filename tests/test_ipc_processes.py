@@ -19,7 +19,7 @@ from conftest import files_for
 from patterns import MODES, pattern, sample, seed_of
 from peer import Peer, wait_until
 from PIL import Image
-from platforms import WINDOWS, assert_held, directory_entries, orphan_path
+from platforms import WINDOWS, assert_held, capacity_for, directory_entries, orphan_path
 
 from tkshm import ipc
 from tkshm.header import BYTES_PER_PIXEL, HEADER_SIZE, State
@@ -185,12 +185,12 @@ def test_reader_sees_not_found_after_last_holder_is_killed(key: str, peers: list
 
 def test_create_after_last_holder_is_killed_starts_an_empty_segment(key: str, peers: list[Peer]) -> None:
     holder, reader = start(peers, 2)
-    holder.call("publish", key=key, width=32, height=32, seed=9)
+    holder.call("publish", key=key, width=64, height=64, seed=9)
     holder.kill()
     with ipc.Segment.create(key, capacity=64) as segment:
         info = segment.info()
         assert (info.state, info.generation, info.width, info.height) == ("empty", 0, 0, 0)
-        assert info.capacity == 64  # a new segment, not the killed holder's 4 KiB one
+        assert info.capacity == capacity_for(64)  # a new segment, not the killed holder's 16 KiB one
         assert reader.call("read_error", key=key)["error"] == "SegmentNotFoundError"
     assert files_for(key) == []
 
