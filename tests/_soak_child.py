@@ -3,8 +3,8 @@
     python tests/_soak_child.py writer KEY INDEX        (then the end time on stdin)
     python tests/_soak_child.py reader KEY INDEX END
 
-The end is a ``time.monotonic()`` value (the clock is system-wide on Linux, so parent and
-children agree). A writer publishes its first image, prints ``ready``, reads the end time
+The end is a ``time.monotonic()`` value (the clock is system-wide on Linux and on Windows, so
+parent and children agree). A writer publishes its first image, prints ``ready``, reads the end time
 from stdin, writes until then, prints its figures, then stays attached until it reads
 another line (so that no reader ever finds the segment gone). A reader reads until the end -- alternately
 through one kept handle and with attach/read/detach -- checks every image, and prints its

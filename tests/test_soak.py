@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import os
-import selectors
+import queue
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from typing import Any
@@ -36,36 +37,47 @@ def soak_seconds(config: pytest.Config) -> float:
     return float(option or os.environ.get("TKSHM_SOAK_SECONDS") or DEFAULT_SECONDS)
 
 
-def _start(role: str, key: str, index: int, *end: float) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, os.path.join(HERE, "_soak_child.py"), role, key, str(index), *map(repr, end)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+class Child:
+    """One soak process. A thread reads its stdout into a queue, so that every wait has a
+    deadline (on POSIX and on Windows, where ``select`` does not work on pipes)."""
 
+    def __init__(self, role: str, key: str, index: int, *end: float) -> None:
+        self.role = role
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.join(HERE, "_soak_child.py"), role, key, str(index), *map(repr, end)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        self._lines: queue.Queue[str] = queue.Queue()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
 
-def _answer(proc: subprocess.Popen[str], deadline: float) -> dict[str, Any] | None:
-    """The next JSON line of ``proc``, or None if it gives none before ``deadline``."""
-    assert proc.stdout is not None
-    with selectors.DefaultSelector() as selector:
-        selector.register(proc.stdout, selectors.EVENT_READ)
-        if not selector.select(timeout=max(0.0, deadline - time.monotonic())):
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._lines.put(line)
+        self._lines.put("")  # the end
+
+    def answer(self, deadline: float) -> dict[str, Any] | None:
+        """The next JSON line, or None if none comes before ``deadline`` (a monotonic time)."""
+        try:
+            line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
             return None
-    line = proc.stdout.readline()
-    return json.loads(line) if line else {"crash": f"exited with status {proc.wait()}"}
+        return json.loads(line) if line else {"crash": f"exited with status {self.proc.wait()}"}
 
 
-def _tell(procs: list[subprocess.Popen[str]], line: str) -> None:
-    for proc in procs:
-        if proc.poll() is None and proc.stdin is not None:
-            proc.stdin.write(line + "\n")
-            proc.stdin.flush()
+def _tell(children: list[Child], line: str) -> None:
+    for child in children:
+        if child.proc.poll() is None and child.proc.stdin is not None:
+            child.proc.stdin.write(line + "\n")
+            child.proc.stdin.flush()
 
 
 def test_soak_many_writers_and_readers_no_torn_reads_no_deadlocks_no_leftovers(
     key: str, request: pytest.FixtureRequest, record_property: Any
 ) -> None:
     seconds = soak_seconds(request.config)
-    procs: list[tuple[str, subprocess.Popen[str]]] = []
+    children: list[Child] = []
     figures: dict[str, Any] = {"seconds": seconds, "writers": WRITERS, "readers": READERS}
     ops: Counter[str] = Counter()
     errors: Counter[str] = Counter()
@@ -74,41 +86,43 @@ def test_soak_many_writers_and_readers_no_torn_reads_no_deadlocks_no_leftovers(
     try:
         # Writers first: each publishes once and says "ready", so readers never start
         # before there is an image.
-        writers = [_start("writer", key, i + 1) for i in range(WRITERS)]
-        procs += [("writer", p) for p in writers]
-        for proc in writers:
-            assert _answer(proc, time.monotonic() + GRACE) == {"ready": True}, proc.args
+        writers = [Child("writer", key, i + 1) for i in range(WRITERS)]
+        children += writers
+        for writer in writers:
+            assert writer.answer(time.monotonic() + GRACE) == {"ready": True}, writer.proc.args
         end = time.monotonic() + seconds
         _tell(writers, repr(end))
-        readers = [_start("reader", key, i + 1, end) for i in range(READERS)]
-        procs += [("reader", p) for p in readers]
+        children += [Child("reader", key, i + 1, end) for i in range(READERS)]
         deadline = end + GRACE
-        for role, proc in procs:
-            answer = _answer(proc, deadline)
+        for child in children:
+            answer = child.answer(deadline)
             if answer is None:
                 deadlocks += 1
                 continue
             if "crash" in answer:
-                crashes.append(f"{role} {proc.pid}: {answer['crash']}")
+                crashes.append(f"{child.role} {child.proc.pid}: {answer['crash']}")
                 continue
-            ops[role] += answer["ops"]
+            ops[child.role] += answer["ops"]
             torn += answer["torn"]
             errors.update(answer["errors"])
         _tell(writers, "detach")  # every reader is done: the writers may detach now
-        for role, proc in procs:
+        for child in children:
             try:
-                status = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+                status = child.proc.wait(timeout=max(1.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 deadlocks += 1
                 continue
             if status != 0:
-                crashes.append(f"{role} {proc.pid} exited with status {status}: {proc.stderr.read()[-2000:]}")
+                assert child.proc.stderr is not None
+                stderr = child.proc.stderr.read()[-2000:]
+                crashes.append(f"{child.role} {child.proc.pid} exited with status {status}: {stderr}")
     finally:
-        for _, proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            for stream in (proc.stdin, proc.stdout, proc.stderr):
+        for child in children:
+            if child.proc.poll() is None:
+                child.proc.kill()
+                child.proc.wait()
+            child.reader.join(timeout=GRACE)  # it has read to the end: the pipe may close
+            for stream in (child.proc.stdin, child.proc.stdout, child.proc.stderr):
                 if stream is not None:
                     stream.close()
     left = files_for(key)

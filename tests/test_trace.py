@@ -6,6 +6,10 @@ naming its time and process: the reader attaches (the writer created), takes the
 copies out and leaves the segment to its writer, and the writer's Ctrl+C removes it. A killed
 holder's orphan, a lock held elsewhere and plain (untraced) commands are traced as they should
 be. In the window, F6 or the checkbox shows the trace pane, which fills as the window works.
+
+On Windows the segment's path in the trace is its mapping name ``Local\\<name>``, a killed
+holder's orphan is its lock file, and Ctrl+C cannot be sent to ``put`` (see tests/platforms.py):
+the writer's side of the command-line trace is then shown by a test that runs on both.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from commands import Running
 from conftest import files_for
 from patterns import pattern, seed_of
 from peer import Peer
+from platforms import orphan_path, posix_only, segment_path
 from tk_fixtures import App, pump
 
 from tkshm import ipc, trace
@@ -37,10 +42,6 @@ DEADLINE = 60.0
 # tkshm.trace.FORMAT: "15:42:01.124 tkshm[4242] lock granted (shared) after 0.02 ms"
 LINE = re.compile(r"(\d\d):([0-5]\d):([0-5]\d)\.(\d{3}) tkshm\[(\d+)\] (.+)")
 MS = r"\d+\.\d+ ms"
-
-
-def seg_path(key: str) -> str:
-    return os.path.join(ipc.segment_directory(), ipc.native_name(key) + ".seg")
 
 
 def named(key: str) -> str:
@@ -53,7 +54,7 @@ REMOVED = "detach: unmapped; we were the last process attached, so the segment w
 
 def publish_steps(key: str) -> list[str]:
     """A first publish of a 40x30 image: create, lock, copy in, unlock (the segment stays)."""
-    path = re.escape(seg_path(key))
+    path = re.escape(segment_path(key))
     return [
         named(key),
         rf"create: new segment {path}, header \+ 4,800 bytes for pixels; attached",
@@ -67,7 +68,7 @@ def publish_steps(key: str) -> list[str]:
 
 def read_steps(key: str) -> list[str]:
     """Reading that image from another handle: attach, lock, copy out, unlock, detach."""
-    path = re.escape(seg_path(key))
+    path = re.escape(segment_path(key))
     return [
         named(key),
         rf"attach: existing segment {path}, header \+ 4,800 bytes for pixels; attached",
@@ -208,6 +209,7 @@ def test_stopping_the_trace_restores_the_logger_and_prints_nothing_unasked(
 
 
 # -- across processes, through the command line ---------------------------------------------
+@posix_only("Ctrl+C cannot be sent to a child without a console on Windows")
 def test_cli_trace_shows_reader_attach_under_a_shared_lock_and_writer_remove_the_segment_on_ctrl_c(
     key: str, tmp_path: Path, running: list[Running]
 ) -> None:
@@ -233,11 +235,26 @@ def test_cli_trace_shows_reader_attach_under_a_shared_lock_and_writer_remove_the
     assert files_for(key) == []
 
 
+def test_cli_trace_shows_another_process_reading_what_a_peer_published_and_leaving_it_the_segment(
+    key: str, peer: Peer, tmp_path: Path
+) -> None:
+    peer.call("publish", key=key, width=40, height=30, seed=9)
+    out = tmp_path / "out.png"
+    get = tkshm("get", "--key", key, "-o", str(out), "--trace")
+    assert (get.status, get.stdout) == (0, f"Saved 40x30 image to {out}.\n")
+    reader = split_stderr(get.stderr)
+    assert reader.other == [] and set(reader.pids) == {get.pid}, get.stderr
+    assert_steps(reader.messages, read_steps(key))
+    assert reader.seconds == sorted(reader.seconds)
+    assert files_for(key) != []  # the peer still holds it
+    assert peer.call("detach", key=key)["removed"] is True
+
+
 def test_cli_trace_after_the_only_holder_is_killed_reports_the_orphan_removed_then_nothing_published(
     key: str, peer: Peer, tmp_path: Path
 ) -> None:
     peer.call("publish", key=key, width=16, height=16, seed=3)
-    peer.kill()  # SIGKILL: no detach; the kernel drops its presence lock
+    peer.kill()  # SIGKILL (TerminateProcess): no detach; the kernel drops its presence lock
     assert files_for(key) != []  # the orphan
     out = tmp_path / "out.png"
     get = tkshm("--trace", "get", "--key", key, "-o", str(out))
@@ -251,7 +268,7 @@ def test_cli_trace_after_the_only_holder_is_killed_reports_the_orphan_removed_th
         traced.messages,
         [
             named(key),
-            rf"orphan: no process holds {re.escape(seg_path(key))} any more \(killed\?\); removed it",
+            rf"orphan: no process holds {re.escape(orphan_path(key))} any more \(killed\?\); removed it",
             rf"attach: no segment named {name}: nothing is published under this key",
         ],
     )
