@@ -5,7 +5,8 @@ pixels of both image areas compared from a screenshot.
 The windows print what they do to stdout (``TKSHM_TEST_EVENTS=1``, see tkshm/app.py); a
 reader thread per window feeds a queue, so every wait has a deadline. There is no window
 manager on Xvfb: ``--geometry`` places the windows exactly, and keyboard focus follows the
-pointer unless set with ``xdotool windowfocus --sync``.
+pointer unless set with ``xdotool windowfocus --sync``. POSIX-only: xdotool drives an X server's
+windows, and the first window is killed with SIGKILL.
 """
 
 from __future__ import annotations
@@ -21,10 +22,14 @@ from pathlib import Path
 
 import pytest
 from PIL import ImageChops, ImageGrab
+from platforms import posix_only
 from tk_fixtures import make_photo
 from watch import DEADLINE, Lines, click, xdotool
 
-pytestmark = pytest.mark.skipif(shutil.which("xdotool") is None, reason="xdotool is not installed")
+pytestmark = [
+    posix_only("xdotool clicks an X server's windows, and SIGKILL ends the first one"),
+    pytest.mark.skipif(shutil.which("xdotool") is None, reason="xdotool is not installed"),
+]
 
 
 class Window:

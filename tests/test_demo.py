@@ -6,6 +6,9 @@ The demo and its two windows share one stdout (the instructions and, with
 ``TKSHM_TEST_EVENTS=1``, the windows' event lines) and one stderr (the windows' trace). A
 reader thread per stream feeds a queue, so every wait has a deadline. The demo runs in a
 process group of its own, so a test can send Ctrl+C to all three as a terminal would.
+
+The end-to-end tests are POSIX-only: they click with xdotool on the Xvfb display, send Ctrl+C
+to a process group and read signal handlers from /proc. The window placement runs everywhere.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import TypeVar
 
 import pytest
 from peer import wait_until
+from platforms import posix_only
 from watch import DEADLINE, Lines, click, xdotool
 
 from tkshm import ipc
@@ -79,6 +83,7 @@ def test_demo_takes_a_fresh_key_unless_given_one_and_is_always_traced() -> None:
 
 # ---------------------------------------------------------------------------- end to end
 needs_xdotool = pytest.mark.skipif(shutil.which("xdotool") is None, reason="xdotool is not installed")
+SIGNALS = posix_only("Ctrl+C to a process group, and signal handlers read from /proc")
 
 
 def catches(pid: int, signum: int) -> bool:
@@ -218,6 +223,7 @@ def load_the_sample(demo: Demo, left: Rect) -> None:
     demo.out.wait_for(r"SHOWN source=file gen=1 quality=fine ms=[\d.]+", mark)
 
 
+@SIGNALS
 @needs_xdotool
 def test_demo_windows_side_by_side_share_the_sample_and_ctrl_c_closes_both_and_removes_the_segment(
     demos: list[Demo], isolated_dir: str
@@ -256,6 +262,7 @@ def test_demo_windows_side_by_side_share_the_sample_and_ctrl_c_closes_both_and_r
     wait_until(no_traced_windows, "both windows to go")
 
 
+@SIGNALS
 @needs_xdotool
 def test_sigterm_to_the_demo_alone_closes_both_windows_and_removes_the_segment(
     demos: list[Demo], isolated_dir: str
@@ -273,6 +280,7 @@ def test_sigterm_to_the_demo_alone_closes_both_windows_and_removes_the_segment(
     wait_until(no_traced_windows, "both windows to go")
 
 
+@SIGNALS
 def test_a_second_ctrl_c_while_the_window_closes_still_ends_it_cleanly(isolated_dir: str) -> None:
     """In the demo each window gets Ctrl+C twice: from the terminal and from the demo."""
     key = "two-ctrl-c"  # nothing is published under it: closing is quick, so the race is tight

@@ -1,5 +1,8 @@
 """``tkshm install-desktop`` / ``uninstall-desktop``: an XDG menu entry and icon for one user,
-checked with desktop-file-validate, in a temporary XDG_DATA_HOME (never the real one)."""
+checked with desktop-file-validate, in a temporary XDG_DATA_HOME (never the real one).
+
+POSIX-only: XDG menus are the Linux and BSD desktops'; Windows has its Start menu, to which
+tkshm adds nothing (pip makes tkshm-gui.exe)."""
 
 from __future__ import annotations
 
@@ -12,9 +15,12 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from platforms import posix_only
 
 from tkshm import desktop
 from tkshm.cli import main
+
+pytestmark = posix_only("XDG desktop entries are for Linux and BSD desktops")
 
 
 @pytest.fixture

@@ -7,6 +7,9 @@
   directory and durations are set aside.
 * Both languages quote the same excerpts and sessions, name only tests that exist, and link
   only to files that exist; README.zh-CN.md gives the README's set-up commands.
+
+The terminal sessions are POSIX-only: they are a Linux terminal's (``/dev/shm`` paths, Ctrl+C,
+``kill -9``). The excerpts, names and links are checked everywhere.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pathlib import Path
 
 import pytest
 from commands import Running
+from platforms import posix_only
 
 ROOT = Path(__file__).resolve().parent.parent
 TOURS = [ROOT / "docs" / "tour.md", ROOT / "docs" / "tour.zh-CN.md"]
@@ -257,6 +261,7 @@ class Session:
             program.close()
 
 
+@posix_only("the tour's sessions are a Linux terminal's: /dev/shm paths, Ctrl+C and kill -9")
 def test_the_tours_terminal_sessions_print_what_the_tour_shows(tmp_path: Path) -> None:
     transcripts = blocks(TOURS[0], "transcript")
     assert len(transcripts) >= 8
