@@ -150,6 +150,8 @@ def _open_regular_file(name: str) -> Iterator[BinaryIO]:
     except FileNotFoundError as exc:
         raise ImageError(f"{name} does not exist.", name) from exc
     except PermissionError as exc:
+        if os.path.isdir(name):  # Windows refuses to open a folder with EACCES, not EISDIR
+            raise ImageError(f"{name} is a folder, not an image file.", name) from exc
         raise ImageError(f"{name} cannot be read: permission denied.", name) from exc
     except IsADirectoryError as exc:
         raise ImageError(f"{name} is a folder, not an image file.", name) from exc
