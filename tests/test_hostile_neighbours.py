@@ -11,8 +11,9 @@ real ``/dev/shm/tkshm-<uid>``.
 All of this is POSIX: symbolic links and ``O_NOFOLLOW``, user ids and modes, and a segment
 that is a file a neighbour can truncate. On Windows the segment is a named mapping, whose size
 no one can change under a reader, and what keeps it private is the user's own temporary folder
-(the lock file) and the session's ``Local\\`` namespace (the mappings). The one check that
-applies there, a damaged header that claims more than the segment holds, runs on both.
+(the lock file) and the session's ``Local\\`` namespace (the mappings). What applies there: a
+junction in place of the folder is refused (a Windows-only test; Wine cannot make junctions, so
+it skips under Wine), and a damaged header that claims more than the segment holds (both).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from pathlib import Path
 import pytest
 from patterns import pattern
 from peer import Peer
-from platforms import WINDOWS, overwrite_header, posix_only
+from platforms import WINDOWS, overwrite_header, posix_only, windows_only
 
 from tkshm import ipc
 from tkshm.errors import UnsafePathError
@@ -194,6 +195,26 @@ def test_symlink_at_segment_directory_is_refused_and_target_untouched(
             listing()
     if attempt == "info":
         assert_cli_refuses(key, link, "symbolic link")
+
+
+@windows_only("the counterpart of the symbolic link tests above")
+def test_junction_at_segment_directory_is_refused_and_target_untouched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str
+) -> None:
+    import _winapi  # the stdlib's Win32 bindings: CreateJunction needs no privilege
+
+    real = tmp_path / "real"
+    real.mkdir()
+    link = tmp_path / "tkshm-junction"
+    try:
+        _winapi.CreateJunction(str(real), str(link))
+    except OSError as exc:  # Wine 8: "Request not supported"
+        pytest.skip(f"cannot make a junction here: {exc}")
+    monkeypatch.setenv("TKSHM_DIR", str(link))
+    for attempt in sorted(ATTEMPTS):
+        assert_refused(key, attempt, link, "symbolic link or junction")
+    assert os.listdir(real) == []
+    assert_cli_refuses(key, link, "symbolic link or junction")
 
 
 # ---------------------------------------------------------------------------- other users
