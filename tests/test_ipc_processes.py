@@ -393,6 +393,24 @@ def test_smaller_image_never_shrinks_the_segment_under_other_processes(
         assert peer.call("detach", key=key)["removed"] is last
 
 
+def test_after_a_grower_is_killed_readers_get_its_image_or_on_windows_not_found_never_the_older_one(
+    key: str, peers: list[Peer]
+) -> None:
+    holder, grower, reader = start(peers, 3)
+    holder.call("publish", key=key, width=16, height=16, seed=1)
+    grower.call("publish", key=key, width=640, height=480, seed=2)  # grows the segment
+    grower.kill()
+    if WINDOWS:
+        # The grown image was a new mapping that only the grower had mapped: it went with it
+        # (README, "On Windows"). A reader gets "not found", never the older 16x16 image.
+        assert reader.call("read_error", key=key)["error"] == "SegmentNotFoundError"
+    else:  # the grown file stays with its other holder
+        assert reader.call("read", key=key) == {"seed": 2, "width": 640, "height": 480}
+    holder.call("write", key=key, width=640, height=480, seed=3)  # the next publish works
+    assert reader.call("read", key=key) == {"seed": 3, "width": 640, "height": 480}
+    assert holder.call("detach", key=key)["removed"] is True
+
+
 # -- 6. concurrent writers and readers never tear an image --------------------------------------
 def test_concurrent_writers_and_readers_never_see_a_torn_image(key: str, peers: list[Peer]) -> None:
     sizes = [(320, 240), (640, 480), (1024, 768)]  # different sizes: growth races too
