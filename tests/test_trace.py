@@ -32,7 +32,7 @@ from commands import Running
 from conftest import files_for
 from patterns import pattern, seed_of
 from peer import Peer
-from platforms import orphan_path, posix_only, segment_path
+from platforms import capacity_for, orphan_path, posix_only, segment_path
 from tk_fixtures import App, pump
 
 from tkshm import ipc, trace
@@ -57,7 +57,7 @@ def publish_steps(key: str) -> list[str]:
     path = re.escape(segment_path(key))
     return [
         named(key),
-        rf"create: new segment {path}, header \+ 4,800 bytes for pixels; attached",
+        rf"create: new segment {path}, header \+ {capacity_for(4800):,} bytes for pixels; attached",
         r"lock requested \(exclusive\)",
         rf"lock granted \(exclusive\) after {MS}",
         r"header says WRITING, generation 1",
@@ -71,7 +71,7 @@ def read_steps(key: str) -> list[str]:
     path = re.escape(segment_path(key))
     return [
         named(key),
-        rf"attach: existing segment {path}, header \+ 4,800 bytes for pixels; attached",
+        rf"attach: existing segment {path}, header \+ {capacity_for(4800):,} bytes for pixels; attached",
         r"lock requested \(shared\)",
         rf"lock granted \(shared\) after {MS}",
         rf"copied 4,800 bytes \(40x30, generation 1\) out of the segment in {MS}",
