@@ -536,7 +536,16 @@ def read_image(key: str = DEFAULT_KEY, timeout: float = DEFAULT_TIMEOUT) -> Imag
 
 
 def info(key: str = DEFAULT_KEY, timeout: float = DEFAULT_TIMEOUT) -> SegmentInfo:
-    """The header of the segment under ``key``, read under the shared lock."""
+    """The header of the segment under ``key``, read under the shared lock.
+
+    Read-only, also for an orphan (every holder gone): it is reported as it is, with
+    ``in_use`` False, and left for ``clean`` or the next attach or create to remove -- where
+    attaching, as :func:`read_image` does, would remove it and then find nothing.
+    """
+    name = native_name(key)
+    for found in list_segments():  # probes presence without waiting and removes nothing
+        if found.name == name and not found.in_use:
+            return replace(found, key=key)
     with Segment.attach(key) as segment:
         return segment.info(timeout=timeout)
 
@@ -550,6 +559,7 @@ def list_segments() -> list[SegmentInfo]:
     """
     found: list[SegmentInfo] = []
     for name, path, size, in_use, page in _backend.list_entries():
+        trace.step("list: %s is %s", path, "in use" if in_use else "orphaned: no process is attached to it")
         if page is None:  # a writer holds the lock: the header may be half-written
             state, key = "writing", None
         else:
