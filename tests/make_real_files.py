@@ -115,12 +115,21 @@ def layered_psd(composite: Image.Image, layers: list[Image.Image]) -> bytes:
     layer_and_mask = struct.pack(">I", len(info)) + info + struct.pack(">I", 0)
     image = struct.pack(">H", 0) + b"".join(plane.tobytes() for plane in composite.split())
     no_colour_data = no_resources = struct.pack(">I", 0)
-    return header + no_colour_data + no_resources + struct.pack(">I", len(layer_and_mask)) + layer_and_mask + image
+    return (
+        header
+        + no_colour_data
+        + no_resources
+        + struct.pack(">I", len(layer_and_mask))
+        + layer_and_mask
+        + image
+    )
 
 
 def _psd() -> bytes:
     composite = _noise("RGB", 40, 24, 4)
-    return layered_psd(composite, [Image.new("RGB", (40, 24), (255, 0, 0)), Image.new("RGB", (40, 24), "blue")])
+    return layered_psd(
+        composite, [Image.new("RGB", (40, 24), (255, 0, 0)), Image.new("RGB", (40, 24), "blue")]
+    )
 
 
 # ---------------------------------------------------------------------------- TIFF
@@ -143,7 +152,10 @@ def generate() -> dict[str, tuple[bytes, RealFile]]:
     """Every file, in memory: ``{file name: (contents, RealFile)}``."""
     unimplemented = "Pillow cannot decode"
     return {
-        "dds-rgba.dds": (_encoded(_noise("RGBA", 24, 16, 6), "DDS"), RealFile(SHARED, "an uncompressed RGBA DDS")),
+        "dds-rgba.dds": (
+            _encoded(_noise("RGBA", 24, 16, 6), "DDS"),
+            RealFile(SHARED, "an uncompressed RGBA DDS"),
+        ),
         "dds-dxt1.dds": (
             _encoded(_noise("RGBA", 24, 16, 7), "DDS", pixel_format="DXT1"),
             RealFile(SHARED, "a DXT1-compressed DDS"),

@@ -16,7 +16,7 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Final
+from typing import BinaryIO, Final
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -149,7 +149,7 @@ def load_image(path: str | os.PathLike[str]) -> LoadedImage:
 
 
 @contextmanager
-def _open_regular_file(name: str) -> Iterator[io.BufferedReader]:
+def _open_regular_file(name: str) -> Iterator[BinaryIO]:
     """Open ``name`` for reading, refusing anything that is not a regular file.
 
     ``O_NONBLOCK`` keeps a named pipe (FIFO) from blocking the open until some writer
