@@ -104,6 +104,14 @@ def test_the_plugin_is_not_registered_unless_a_suite_opts_in(pytester: pytest.Py
 
 
 # ---------------------------------------------------------------------------- publisher
+def test_viewer_shows_what_another_process_published(
+    tkshm_key: str, tkshm_publisher: Callable[..., Publisher]
+) -> None:
+    """The README's example, as written there."""
+    tkshm_publisher(Image.new("RGB", (640, 480), "teal"))  # another process; returns once published
+    assert ipc.read_image(key=tkshm_key).size == (640, 480)
+
+
 def test_publisher_shares_an_image_from_another_process_exactly(
     tkshm_key: str, tkshm_publisher: Callable[..., Publisher]
 ) -> None:
