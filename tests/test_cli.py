@@ -522,8 +522,16 @@ def test_list_prints_one_row_per_segment_even_for_a_key_with_a_newline(
 # -- a closed pipe (issue: "tkshm info | head -1" printed a BrokenPipeError traceback) ----------
 @pytest.mark.parametrize(
     "args",
-    [["info"], ["info", "--json"], ["list"], ["list", "--json"], ["get", "-o", "-"]],
-    ids=["info", "info-json", "list", "list-json", "get-to-stdout"],
+    [
+        ["info"],
+        ["info", "--json"],
+        ["list"],
+        ["list", "--json"],
+        ["get", "-o", "-"],
+        ["--help"],
+        ["list", "--help"],
+    ],
+    ids=["info", "info-json", "list", "list-json", "get-to-stdout", "help", "list-help"],
 )
 def test_output_into_a_pipe_nobody_reads_ends_quietly(
     tkshm_key: str, tkshm_publisher: Callable[..., Publisher], args: list[str]
@@ -544,7 +552,9 @@ def test_output_into_a_pipe_nobody_reads_ends_quietly(
     finally:
         os.close(writing)
     assert result.stderr == ""  # no traceback, and no "Exception ignored ... BrokenPipeError" at exit
-    assert result.returncode == 1
+    # 1, the Python documentation's choice: the output was cut short. (argparse itself ignores
+    # a failed write of --help and exits 0.)
+    assert result.returncode == (0 if "--help" in args else 1)
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="a shell pipeline with head")

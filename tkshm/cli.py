@@ -172,6 +172,20 @@ def _check_options(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tkshm`` console script."""
+    try:
+        try:
+            return _run(argv)
+        finally:
+            # Flush here, inside the try: a reader that went away (``tkshm list | head -1``)
+            # shows up as BrokenPipeError now, not as a traceback while Python exits. This
+            # covers --help and usage errors too, which leave through SystemExit.
+            if sys.stdout is not None:  # None in a Windows GUI process (tkshm-gui)
+                sys.stdout.flush()
+    except BrokenPipeError:
+        return _reader_gone()
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _check_options(parser, args)
@@ -182,13 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     assert handler is not None
     printer = trace.to_stream(sys.stderr) if getattr(args, "trace", False) else None
     try:
-        status = handler(args)
-        # Flush here, inside the try: a reader that went away (``tkshm list | head -1``)
-        # shows up as BrokenPipeError now, not as a traceback while Python exits.
-        sys.stdout.flush()
-        return status
-    except BrokenPipeError:
-        return _reader_gone()
+        return handler(args)
     except SegmentNotFoundError as exc:
         # The library's sentence is Qt's, for the window ("Load an image first."); here the
         # user is at a shell prompt, so tell them the command that publishes.
@@ -269,7 +277,11 @@ def _decoder_output() -> Iterator[list[str]]:
     """
     lines: list[str] = []
     sys.stderr.flush()
-    saved = os.dup(2)
+    try:
+        saved = os.dup(2)
+    except OSError:  # no descriptor 2 at all (a Windows GUI process): nothing to keep clean
+        yield lines
+        return
     try:
         with tempfile.TemporaryFile() as capture:
             os.dup2(capture.fileno(), 2)
