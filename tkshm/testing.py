@@ -84,12 +84,9 @@ class Publisher:
         self.key = key
         self._killed = False
         source = "-" if isinstance(image, Image.Image) else os.fspath(image)
-        package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        path = os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH")) if p)
         self._proc = subprocess.Popen(
             [sys.executable, "-c", _CHILD, key, source],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env={**os.environ, "PYTHONPATH": path},
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_child_environment(),
         )  # fmt: skip
         self._stdout: queue.Queue[bytes] = queue.Queue()
         self._stderr: list[bytes] = []
@@ -181,6 +178,21 @@ class Publisher:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _child_environment() -> dict[str, str]:
+    """Our environment, plus what the child needs to import this very tkshm.
+
+    An installed tkshm (site-packages, or an editable install) is found by the child as it
+    was by us. A source checkout that pytest put on ``sys.path`` is not, so its folder is
+    handed over through ``PYTHONPATH`` -- never site-packages itself, which would then come
+    before the standard library.
+    """
+    env = dict(os.environ)
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if os.path.basename(package_parent) not in ("site-packages", "dist-packages"):
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
+    return env
 
 
 def _lines(stream: IO[bytes], put: Callable[[bytes], object]) -> None:
