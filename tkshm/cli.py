@@ -106,8 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true", help="print JSON instead of text")
     listing.set_defaults(every_key=True)  # without --key, list shows every key's segment
     # clean removes every orphan; --key is accepted by the parser only to be refused in words.
-    clean = command("clean", "Remove orphaned segments, never one in use.", key_help=argparse.SUPPRESS)
-    clean.set_defaults(every_key=True)
+    command("clean", "Remove orphaned segments, never one in use.", key_help=argparse.SUPPRESS)
     window = command("gui", "Open the window (the default command).")
     window.add_argument("--lang", default=argparse.SUPPRESS, help=f"language of the window: {languages}")
     window.add_argument("--geometry", help="window size and place, as in Tk: WxH+X+Y or +X+Y")
