@@ -17,7 +17,7 @@ import struct
 import subprocess
 import sys
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,7 +31,7 @@ from tkshm import ipc
 from tkshm.images import MAX_PIXELS, load_image
 
 if TYPE_CHECKING:  # imported by pytest_plugins below, before this module could be rewritten
-    from tkshm.testing import Publisher
+    from tkshm.testing import Publish
 
 # tkshm's own plugin for its users' tests: tkshm_key and tkshm_publisher.
 pytest_plugins = ["tkshm.testing"]
@@ -535,7 +535,7 @@ def test_list_prints_one_row_per_segment_even_for_a_key_with_a_newline(
     ids=["info", "info-json", "list", "list-json", "get-to-stdout", "help", "list-help"],
 )
 def test_output_into_a_pipe_nobody_reads_ends_quietly(
-    tkshm_key: str, tkshm_publisher: Callable[..., Publisher], args: list[str]
+    tkshm_key: str, tkshm_publisher: Publish, args: list[str]
 ) -> None:
     tkshm_publisher(sample("RGBA", 300, 200, 3))
     # The pipe's reading end is closed before the command starts, so its first write fails:
@@ -559,9 +559,7 @@ def test_output_into_a_pipe_nobody_reads_ends_quietly(
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="a shell pipeline with head")
-def test_info_piped_into_head_prints_the_first_line_only(
-    tkshm_key: str, tkshm_publisher: Callable[..., Publisher]
-) -> None:
+def test_info_piped_into_head_prints_the_first_line_only(tkshm_key: str, tkshm_publisher: Publish) -> None:
     tkshm_publisher(sample("RGB", 30, 20, 1))
     for _ in range(5):  # "often", said the issue: try a few times
         result = subprocess.run(
@@ -573,7 +571,7 @@ def test_info_piped_into_head_prints_the_first_line_only(
 
 # -- get -o -------------------------------------------------------------------------------
 def test_get_to_dash_writes_a_png_to_standard_output(
-    tkshm_key: str, tkshm_publisher: Callable[..., Publisher], picture: Path
+    tkshm_key: str, tkshm_publisher: Publish, picture: Path
 ) -> None:
     tkshm_publisher(picture)
     result = subprocess.run(
@@ -586,9 +584,7 @@ def test_get_to_dash_writes_a_png_to_standard_output(
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
-def test_get_to_dash_refuses_to_write_binary_to_a_terminal(
-    tkshm_key: str, tkshm_publisher: Callable[..., Publisher]
-) -> None:
+def test_get_to_dash_refuses_to_write_binary_to_a_terminal(tkshm_key: str, tkshm_publisher: Publish) -> None:
     import pty
 
     tkshm_publisher(sample("RGB", 8, 8, 1))
@@ -606,9 +602,7 @@ def test_get_to_dash_refuses_to_write_binary_to_a_terminal(
     assert len(result.stderr.splitlines()) == 1
 
 
-def test_get_to_a_directory_says_it_is_one(
-    tkshm_key: str, tkshm_publisher: Callable[..., Publisher], tmp_path: Path
-) -> None:
+def test_get_to_a_directory_says_it_is_one(tkshm_key: str, tkshm_publisher: Publish, tmp_path: Path) -> None:
     tkshm_publisher(sample("RGB", 8, 8, 1))
     line = assert_one_line_error(tkshm("get", "--key", tkshm_key, "-o", str(tmp_path)))
     example = tmp_path / "copy.png"
@@ -619,7 +613,7 @@ def test_get_to_a_directory_says_it_is_one(
 
 @pytest.mark.parametrize("name", ["copy.nope", "copy", "copy.icns"])
 def test_get_to_a_name_without_a_writable_extension_lists_the_formats_once(
-    tkshm_key: str, tkshm_publisher: Callable[..., Publisher], tmp_path: Path, name: str
+    tkshm_key: str, tkshm_publisher: Publish, tmp_path: Path, name: str
 ) -> None:
     tkshm_publisher(sample("RGB", 8, 8, 1))
     line = assert_one_line_error(tkshm("get", "--key", tkshm_key, "-o", str(tmp_path / name)), name)
@@ -633,7 +627,7 @@ def test_get_to_a_name_without_a_writable_extension_lists_the_formats_once(
 
 
 def test_get_refuses_an_ico_too_small_for_the_image_instead_of_shrinking_it(
-    tkshm_key: str, tkshm_publisher: Callable[..., Publisher], tmp_path: Path
+    tkshm_key: str, tkshm_publisher: Publish, tmp_path: Path
 ) -> None:
     tkshm_publisher(sample("RGBA", 300, 200, 3))
     out = tmp_path / "icon.ico"
@@ -642,7 +636,7 @@ def test_get_refuses_an_ico_too_small_for_the_image_instead_of_shrinking_it(
 
 
 def test_get_saves_an_ico_that_fits_whole_and_exactly(
-    tkshm_key: str, tkshm_publisher: Callable[..., Publisher], picture: Path, tmp_path: Path
+    tkshm_key: str, tkshm_publisher: Publish, picture: Path, tmp_path: Path
 ) -> None:
     tkshm_publisher(picture)
     out = tmp_path / "icon.ico"
@@ -654,7 +648,7 @@ def test_get_saves_an_ico_that_fits_whole_and_exactly(
 
 
 def test_get_to_jpeg_says_it_dropped_transparency_only_if_there_was_some(
-    tkshm_key: str, tkshm_publisher: Callable[..., Publisher], picture: Path, tmp_path: Path
+    tkshm_key: str, tkshm_publisher: Publish, picture: Path, tmp_path: Path
 ) -> None:
     tkshm_publisher(picture)  # sample("RGBA", ...) has transparent pixels
     result = tkshm("get", "--key", tkshm_key, "-o", str(tmp_path / "a.jpg"))
@@ -686,9 +680,7 @@ def test_an_option_the_command_would_ignore_is_refused_in_one_line(kind: str) ->
     assert_one_line_error(result, says)
 
 
-def test_list_with_a_key_lists_only_that_keys_segment(
-    tkshm_key: str, tkshm_publisher: Callable[..., Publisher]
-) -> None:
+def test_list_with_a_key_lists_only_that_keys_segment(tkshm_key: str, tkshm_publisher: Publish) -> None:
     tkshm_publisher(sample("RGB", 8, 8, 1))
     tkshm_publisher(sample("RGB", 9, 9, 2), key=tkshm_key + "-other")
     result = tkshm("list", "--key", tkshm_key)
@@ -727,9 +719,7 @@ def test_window_languages_are_what_the_catalogues_provide() -> None:
 
 
 # -- info on an orphan ---------------------------------------------------------------------
-def test_info_reports_an_orphan_without_removing_it(
-    tkshm_key: str, tkshm_publisher: Callable[..., Publisher]
-) -> None:
+def test_info_reports_an_orphan_without_removing_it(tkshm_key: str, tkshm_publisher: Publish) -> None:
     publisher = tkshm_publisher(sample("RGB", 30, 20, 4))
     publisher.kill()  # SIGKILL / TerminateProcess: no detach, so an orphan stays
     before = ipc.remains(tkshm_key)
@@ -753,7 +743,7 @@ def test_info_reports_an_orphan_without_removing_it(
 
 
 def test_info_on_a_segment_in_use_is_unchanged_by_the_orphan_check(
-    tkshm_key: str, tkshm_publisher: Callable[..., Publisher]
+    tkshm_key: str, tkshm_publisher: Publish
 ) -> None:
     publisher = tkshm_publisher(sample("RGB", 30, 20, 4))
     info = ipc.info(key=tkshm_key)

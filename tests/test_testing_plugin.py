@@ -12,7 +12,6 @@ import shutil
 import subprocess
 import sys
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,7 +22,7 @@ from PIL import Image
 from tkshm import ipc
 
 if TYPE_CHECKING:  # imported by pytest_plugins below, before this module could be rewritten
-    from tkshm.testing import Publisher
+    from tkshm.testing import Publish
 
 pytest_plugins = ["pytester", "tkshm.testing"]
 
@@ -104,16 +103,14 @@ def test_the_plugin_is_not_registered_unless_a_suite_opts_in(pytester: pytest.Py
 
 
 # ---------------------------------------------------------------------------- publisher
-def test_viewer_shows_what_another_process_published(
-    tkshm_key: str, tkshm_publisher: Callable[..., Publisher]
-) -> None:
+def test_viewer_shows_what_another_process_published(tkshm_key: str, tkshm_publisher: Publish) -> None:
     """The README's example, as written there."""
     tkshm_publisher(Image.new("RGB", (640, 480), "teal"))  # another process; returns once published
     assert ipc.read_image(key=tkshm_key).size == (640, 480)
 
 
 def test_publisher_shares_an_image_from_another_process_exactly(
-    tkshm_key: str, tkshm_publisher: Callable[..., Publisher]
+    tkshm_key: str, tkshm_publisher: Publish
 ) -> None:
     image = pattern(123, 45, 678)
     publisher = tkshm_publisher(image)
@@ -125,7 +122,7 @@ def test_publisher_shares_an_image_from_another_process_exactly(
 
 
 def test_publisher_decodes_a_file_in_the_other_process(
-    tkshm_key: str, tkshm_publisher: Callable[..., Publisher], tmp_path: Path
+    tkshm_key: str, tkshm_publisher: Publish, tmp_path: Path
 ) -> None:
     path = tmp_path / "p.png"
     pattern(20, 10, 9).save(path)
@@ -134,7 +131,7 @@ def test_publisher_decodes_a_file_in_the_other_process(
 
 
 def test_closing_the_publisher_detaches_and_removes_the_segment(
-    tkshm_key: str, tkshm_publisher: Callable[..., Publisher]
+    tkshm_key: str, tkshm_publisher: Publish
 ) -> None:
     publisher = tkshm_publisher(Image.new("RGB", (3, 3)))
     assert ipc.remains(tkshm_key) != []

@@ -32,7 +32,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from typing import IO, Final
+from typing import IO, Final, Protocol
 
 import pytest
 from PIL import Image
@@ -40,7 +40,7 @@ from PIL import Image
 from . import ipc
 from .images import to_rgba
 
-__all__ = ["DEFAULT_DEADLINE", "Publisher", "PublisherError", "tkshm_key", "tkshm_publisher"]
+__all__ = ["DEFAULT_DEADLINE", "Publish", "Publisher", "PublisherError", "tkshm_key", "tkshm_publisher"]
 
 # Starting Python and importing Pillow takes a fraction of a second; a loaded CI machine
 # can take many times that. Past this, something is wrong and the test says so.
@@ -180,6 +180,14 @@ class Publisher:
         self.close()
 
 
+class Publish(Protocol):
+    """The type of the ``tkshm_publisher`` fixture, for annotating tests that use it."""
+
+    def __call__(
+        self, image: Image.Image | str | os.PathLike[str], key: str | None = None, deadline: float = ...
+    ) -> Publisher: ...
+
+
 def _child_environment() -> dict[str, str]:
     """Our environment, plus what the child needs to import this very tkshm.
 
@@ -216,7 +224,7 @@ def tkshm_key(request: pytest.FixtureRequest) -> Iterator[str]:
 
 
 @pytest.fixture
-def tkshm_publisher(tkshm_key: str) -> Iterator[Callable[..., Publisher]]:
+def tkshm_publisher(tkshm_key: str) -> Iterator[Publish]:
     """``tkshm_publisher(image, key=None, deadline=...)``: publish from a separate process."""
     started: list[Publisher] = []
 
