@@ -424,13 +424,16 @@ def _header_page(name: str) -> tuple[int, bytes | None] | None:
         data.close()
 
 
-def list_entries() -> Iterator[tuple[str, str, int, bool, bytes | None]]:
-    """Windows cannot enumerate named mappings; we look up those our lock files name.
+def list_entries(only: str | None = None) -> Iterator[tuple[str, str, int, bool, bytes | None]]:
+    """Windows cannot enumerate named mappings; we look up those our lock files name (with
+    ``only``, that segment's alone).
 
     A lock file whose mapping is gone is an orphan (its holders were killed): listed with
     ``in_use`` False and no header page.
     """
     for name, path in _lock_files():
+        if only is not None and name != only:
+            continue
         found = _header_page(name)
         if found is None:
             yield name, path, 0, False, None
