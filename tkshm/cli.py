@@ -85,9 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--trace", action="store_true", default=argparse.SUPPRESS, help="always on in the demo")
     demo.add_argument("--lang", default=argparse.SUPPRESS, help="language of the windows: en or zh_CN")
     commands.add_parser(
-        "install-desktop", help="Add the window to your desktop menu (an XDG .desktop entry and icon)."
+        "install-desktop",
+        help="Add the window to your desktop menu (an XDG .desktop entry and icon; on Windows, "
+        "a Start-menu shortcut).",
     )
-    commands.add_parser("uninstall-desktop", help="Remove the desktop menu entry and icon again.")
+    commands.add_parser(
+        "uninstall-desktop", help="Remove the desktop menu entry (or shortcut) and icon again."
+    )
     return parser
 
 
@@ -259,11 +263,11 @@ def _desktop(args: argparse.Namespace) -> int:
         paths = desktop.install() if installing else desktop.uninstall()
     except OSError as exc:
         verb = "install" if installing else "remove"
-        return _fail(f"Cannot {verb} the desktop entry: {exc.strerror or exc} ({exc.filename}).")
+        return _fail(f"Cannot {verb} the {desktop.WHAT}: {exc.strerror or exc} ({exc.filename}).")
     for path in paths:
         print(f"{'Installed' if installing else 'Removed'} {path}")
     if not paths:
-        print("The desktop entry was not installed; nothing to remove.")
+        print(f"The {desktop.WHAT} was not installed; nothing to remove.")
     return 0
 
 
