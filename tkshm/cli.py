@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
-import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
-from types import FrameType
 
 from . import __version__, ipc, trace
+from ._signals import stop_requests
 from .errors import TkshmError
 from .header import BYTES_PER_PIXEL
 from .images import load_image
@@ -131,15 +129,10 @@ def _fail(message: str) -> int:
 
 def _put(args: argparse.Namespace) -> int:
     loaded = load_image(args.image)
-    stop = threading.Event()
-
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, request_stop)
     width, height = loaded.image.size
-    with ipc.Segment.create(args.key, width * height * BYTES_PER_PIXEL) as segment:
+    # Ctrl+C, SIGTERM; on Windows also Ctrl+Break and closing the console (see _signals).
+    # The segment's block is inside, so it is detached before a close handler lets go.
+    with stop_requests() as stop, ipc.Segment.create(args.key, width * height * BYTES_PER_PIXEL) as segment:
         info = segment.write_image(loaded.image)
         frames = f", first of {loaded.frame_count} frames" if loaded.is_animated else ""
         print(
