@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from peer import wait_until
 from PIL import Image
 from watch import Lines
 
@@ -145,6 +146,42 @@ def test_shortcut_that_cannot_be_written_is_one_line_on_stderr(
     assert main(["install-desktop"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("tkshm: Cannot install the Start-menu shortcut:") and err.count("\n") == 1
+
+
+# Print whether process argv[1] has a console: AttachConsole fails for a GUI program's.
+HAS_CONSOLE = """
+import contextlib, sys, pywintypes, win32console
+with contextlib.suppress(pywintypes.error):
+    win32console.FreeConsole()
+try:
+    win32console.AttachConsole(int(sys.argv[1]))
+except pywintypes.error as exc:
+    print(f"no console ({exc.strerror})")
+else:
+    print("console")
+"""
+
+
+@windows_only
+def test_start_menu_shortcut_opens_the_window_without_a_console(app_data: Path) -> None:
+    import win32api
+    import win32con
+    import win32gui
+    import win32process
+
+    assert main(["install-desktop"]) == 0
+    os.startfile(desktop.shortcut_path())  # as a click on the Start-menu entry does
+    window = wait_until(lambda: win32gui.FindWindow(None, "SharedMemory Example"), "the window")
+    _, pid = win32process.GetWindowThreadProcessId(window)
+    try:
+        assert python(HAS_CONSOLE, pid).startswith("no console")
+        win32gui.PostMessage(window, win32con.WM_CLOSE, 0, 0)  # the close button
+        wait_until(lambda: not win32gui.IsWindow(window), "the window to close")
+    finally:
+        if win32gui.IsWindow(window):
+            process = win32api.OpenProcess(win32con.PROCESS_TERMINATE, False, pid)
+            win32api.TerminateProcess(process, 1)
+            win32api.CloseHandle(process)
 
 
 # -- put stops cleanly ----------------------------------------------------------------------
