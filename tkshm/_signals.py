@@ -31,23 +31,6 @@ from typing import Final
 # takes milliseconds, so waiting a little less than that never costs the user anything.
 CLOSE_GRACE_SECONDS: Final = 4.0
 
-if sys.platform == "win32":  # pragma: no cover - runs only on Windows
-    STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGBREAK, signal.SIGTERM)
-
-    def _hold_console_close(stop: threading.Event, detached: threading.Event) -> Callable[[], None]:
-        import win32api
-
-        handler = console_handler(stop, detached)
-        win32api.SetConsoleCtrlHandler(handler, True)
-        return lambda: win32api.SetConsoleCtrlHandler(handler, False)
-
-else:
-    STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
-
-    def _hold_console_close(stop: threading.Event, detached: threading.Event) -> Callable[[], None]:
-        return lambda: None  # POSIX has no console events; closing a terminal sends SIGHUP
-
-
 # The console control events of wincon.h (the same numbers on every Windows).
 CTRL_C_EVENT: Final = 0
 CTRL_BREAK_EVENT: Final = 1
@@ -66,6 +49,24 @@ def console_handler(stop: threading.Event, detached: threading.Event) -> Callabl
         return True
 
     return on_console_event
+
+
+# The platform is decided once, here.
+if sys.platform == "win32":  # pragma: no cover - runs only on Windows
+    STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGBREAK, signal.SIGTERM)
+
+    def _hold_console_close(stop: threading.Event, detached: threading.Event) -> Callable[[], None]:
+        import win32api
+
+        handler = console_handler(stop, detached)
+        win32api.SetConsoleCtrlHandler(handler, True)
+        return lambda: win32api.SetConsoleCtrlHandler(handler, False)
+
+else:
+    STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
+
+    def _hold_console_close(stop: threading.Event, detached: threading.Event) -> Callable[[], None]:
+        return lambda: None  # POSIX has no console events; closing a terminal sends SIGHUP
 
 
 @contextmanager
