@@ -16,6 +16,10 @@ from PIL import Image
 from tkshm import desktop
 from tkshm.cli import main
 
+pytestmark = pytest.mark.skipif(
+    sys.platform == "win32", reason="XDG menu entry; Windows gets a Start-menu shortcut (test_windows_habits)"
+)
+
 
 @pytest.fixture
 def data_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

@@ -14,18 +14,16 @@ import io
 import json
 import os
 import shlex
-import signal
 import sys
 import tempfile
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
-from types import FrameType
 from typing import Final
 
 from PIL import Image
 
 from . import __version__, ipc, trace
+from ._signals import stop_requests
 from .errors import ImageError, SegmentNotFoundError, TkshmError
 from .header import BYTES_PER_PIXEL
 from .images import LoadedImage, load_image
@@ -120,7 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--lang", default=argparse.SUPPRESS, help=f"language of the windows: {languages}")
     # Accepted by the parser only to be refused in words: the demo's trace is always on.
     demo.add_argument("--trace", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-    command("install-desktop", "Add the window to your desktop menu.", common=False)
+    command(
+        "install-desktop",
+        "Add the window to your desktop menu (a Start-menu shortcut on Windows).",
+        common=False,
+    )
     command("uninstall-desktop", "Remove it from the desktop menu again.", common=False)
     return parser
 
@@ -243,15 +245,10 @@ def _fail(message: str) -> int:
 
 def _put(args: argparse.Namespace) -> int:
     loaded = _load_quietly(args.image)
-    stop = threading.Event()
-
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, request_stop)
     width, height = loaded.image.size
-    with ipc.Segment.create(args.key, width * height * BYTES_PER_PIXEL) as segment:
+    # Ctrl+C, SIGTERM; on Windows also Ctrl+Break and closing the console (see _signals).
+    # The segment's block is inside, so it is detached before a close handler lets go.
+    with stop_requests() as stop, ipc.Segment.create(args.key, width * height * BYTES_PER_PIXEL) as segment:
         info = segment.write_image(loaded.image)
         frames = f", first of {loaded.frame_count} frames" if loaded.is_animated else ""
         print(
@@ -510,11 +507,11 @@ def _desktop(args: argparse.Namespace) -> int:
         paths = desktop.install() if installing else desktop.uninstall()
     except OSError as exc:
         verb = "install" if installing else "remove"
-        return _fail(f"Cannot {verb} the desktop entry: {exc.strerror or exc} ({exc.filename}).")
+        return _fail(f"Cannot {verb} the {desktop.WHAT}: {exc.strerror or exc} ({exc.filename}).")
     for path in paths:
         print(f"{'Installed' if installing else 'Removed'} {path}")
     if not paths:
-        print("The desktop entry was not installed; nothing to remove.")
+        print(f"The {desktop.WHAT} was not installed; nothing to remove.")
     return 0
 
 
