@@ -5,9 +5,10 @@ collects stderr, so a chatty ``--trace`` can never fill its pipe and stall the p
 ``merged=True`` stderr goes into stdout instead, in the order a terminal would show them.
 
 Ending it: on POSIX :meth:`Running.stop` sends a signal (``put`` catches SIGINT and SIGTERM
-and detaches). Windows cannot send either to a child without a console (and Wine cannot send
-``CTRL_BREAK_EVENT`` at all), so there ``stop`` terminates it (``TerminateProcess``, a kill)
-and then removes the lock file that the kill left, as the next attach would.
+and detaches). On Windows a child started with pipes has no console to send Ctrl+C through
+(test_windows_habits.py makes one for that test alone), so there ``stop`` terminates it
+(``TerminateProcess``, a kill) and then removes the lock file the kill left, as the next attach
+would.
 """
 
 from __future__ import annotations

@@ -14,9 +14,10 @@ promise holds on Windows too, the test proves it there with Windows' own means:
   holder has detached;
 * a killed Windows holder takes its mappings with it, but leaves its lock file, which the next
   attach, create or ``clean`` removes;
-* Windows has no way to send Ctrl+C or SIGTERM to a child without a console (and under Wine
-  ``CTRL_BREAK_EVENT`` fails), so a command a test leaves running is ended with
-  ``TerminateProcess`` there (see ``commands.Running.stop``).
+* a command a test starts with pipes has no console of its own, so Windows cannot send it
+  Ctrl+C (and under Wine Ctrl+Break fails); such a command is ended with ``TerminateProcess``
+  there (see ``commands.Running.stop``). test_windows_habits.py gives ``put`` a console of its
+  own to test Ctrl+C.
 
 A test that needs one of these asks this module, never ``sys.platform`` itself.
 """

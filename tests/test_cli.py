@@ -4,15 +4,19 @@ Every test runs in a private segment directory (``TKSHM_DIR``, in /dev/shm), bec
 and ``clean`` act on *all* of this user's segments. Errors must be one line on stderr, never
 a traceback; ``put`` stays attached until a signal; and nothing but the window needs tkinter.
 
-On Windows a test cannot send ``put`` Ctrl+C or SIGTERM (see tests/commands.py): the signal
-tests are POSIX-only, and ``put`` is ended there with TerminateProcess, after which the lock
-file it leaves is removed as the next attach would. A killed ``put`` is tested on both.
+On Windows these tests cannot send ``put`` Ctrl+C or SIGTERM (see tests/commands.py; Ctrl+C
+in a console of its own is test_windows_habits.py's): the signal tests are POSIX-only, and
+``put`` is ended there with TerminateProcess, after which the lock file it leaves is removed as
+the next attach would. A killed ``put`` is tested on both.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
+import shlex
 import signal
 import struct
 import subprocess
@@ -20,6 +24,7 @@ import sys
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from commands import Running
@@ -30,6 +35,12 @@ from platforms import KILLED, STOPPED, WINDOWS, directory_entries, orphan_path, 
 
 from tkshm import ipc
 from tkshm.images import MAX_PIXELS, load_image
+
+if TYPE_CHECKING:  # imported by pytest_plugins below, before this module could be rewritten
+    from tkshm.testing import Publish
+
+# tkshm's own plugin for its users' tests: tkshm_key and tkshm_publisher.
+pytest_plugins = ["tkshm.testing"]
 
 DEADLINE = 60.0
 
@@ -117,7 +128,7 @@ def picture(tmp_path: Path) -> Path:
 
 
 # -- put ---------------------------------------------------------------------------------
-SIGNALS = posix_only("no Ctrl+C or SIGTERM can be sent to a child without a console on Windows")
+SIGNALS = posix_only("signals; Ctrl+C in a console of its own is in test_windows_habits.py")
 
 
 @pytest.mark.parametrize(
@@ -142,7 +153,7 @@ def test_put_prints_one_line_once_published_and_detaches_on_signal(
     assert files_for(key) == []
 
 
-def test_killed_put_leaves_an_orphan_that_the_next_get_removes_saying_load_an_image_first(
+def test_killed_put_leaves_an_orphan_that_the_next_get_removes_saying_nothing_is_published(
     key: str, picture: Path, puts: list[Running]
 ) -> None:
     put = start_put(puts, picture, key)
@@ -150,7 +161,7 @@ def test_killed_put_leaves_an_orphan_that_the_next_get_removes_saying_load_an_im
     assert put.kill()[0] == KILLED  # SIGKILL, or TerminateProcess on Windows: no detach
     assert files_for(key) != []  # its files (on Windows, its lock file) outlive it
     result = tkshm("get", "--key", key, "-o", str(picture.parent / "copy.png"))
-    assert_one_line_error(result, "Load an image first")  # never the killed put's image
+    assert_one_line_error(result, "nothing is published")  # never the killed put's image
     assert files_for(key) == []
 
 
@@ -205,11 +216,21 @@ def test_get_saves_jpeg_without_alpha(key: str, tmp_path: Path, puts: list[Runni
         assert all(abs(a - b) <= 3 for a, b in zip(saved.getpixel((20, 15)), (200, 100, 50), strict=True))
 
 
-def test_get_with_nothing_published_says_to_load_an_image_first(key: str, tmp_path: Path) -> None:
+def test_get_with_nothing_published_says_how_to_publish(key: str, tmp_path: Path) -> None:
     out = tmp_path / "copy.png"
-    assert_one_line_error(tkshm("get", "--key", key, "-o", str(out)), "Load an image first")
+    line = assert_one_line_error(tkshm("get", "--key", key, "-o", str(out)))
+    assert (
+        line
+        == f"tkshm: nothing is published under key {key!r}; publish one with `tkshm put --key {key} IMAGE`."
+    )
+    assert "Load an image first" not in line  # the window's sentence, not the command line's
     assert not out.exists()
     assert files_for(key) == []
+
+
+def test_nothing_published_under_the_default_key_suggests_plain_put(tmp_path: Path) -> None:
+    line = assert_one_line_error(tkshm("get", "-o", str(tmp_path / "copy.png")))
+    assert line == "tkshm: nothing is published under key 'tkshm'; publish one with `tkshm put IMAGE`."
 
 
 def test_get_to_an_unknown_format_fails_with_one_line(
@@ -248,8 +269,8 @@ def test_info_json_has_every_field(key: str, picture: Path, puts: list[Running])
 
 
 def test_info_with_nothing_published_fails_with_one_line(key: str) -> None:
-    assert_one_line_error(tkshm("info", "--key", key), "Load an image first")
-    assert_one_line_error(tkshm("info", "--json", "--key", key), "Load an image first")
+    for args in (["info", "--key", key], ["info", "--json", "--key", key]):
+        assert_one_line_error(tkshm(*args), f"nothing is published under key {key!r}", "`tkshm put --key")
 
 
 # -- list and clean --------------------------------------------------------------------------
@@ -283,17 +304,21 @@ def test_list_shows_segments_in_use_and_orphaned(
 
     text = tkshm("list")
     assert (text.returncode, text.stderr) == (0, "")
-    lines = sorted(text.stdout.splitlines())
-    assert len(lines) == 2
-    (orphaned,) = [line for line in lines if " orphaned " in line]
-    (in_use,) = [line for line in lines if line != orphaned]
-    if WINDOWS:  # named by its native name: the key was in the header
-        assert orphaned.startswith(dead) and " gone " in orphaned, orphaned
+    header, *rows = text.stdout.splitlines()
+    assert header.split() == ["KEY", "STATE", "IN", "USE", "IMAGE", "GENERATION", "PATH"]
+    rows.sort()
+    assert len(rows) == 2
+    (orphaned,) = [row.split() for row in rows if " orphaned " in row]
+    (in_use,) = [row.split() for row in rows if " orphaned " not in row]
+    if WINDOWS:  # named by its native name: the key and image were in the mappings, now gone
+        assert orphaned[:5] == [dead, "gone", "orphaned", "0x0", "0"], orphaned
     else:
-        assert orphaned.startswith(orphan) and "97x61" in orphaned, orphaned
-    assert in_use.startswith(key + "-alive") and " in use " in in_use, in_use
+        assert orphaned[:5] == [orphan, "ready", "orphaned", "97x61", "1"], orphaned
+    assert in_use[:5] == [key + "-alive", "ready", "yes", "97x61", "1"], in_use
     # Listing does not read the orphan: a reader afterwards gets "not found".
-    assert_one_line_error(tkshm("get", "--key", orphan, "-o", str(tmp_path / "x.png")), "Load an image first")
+    assert_one_line_error(
+        tkshm("get", "--key", orphan, "-o", str(tmp_path / "x.png")), "nothing is published"
+    )
 
 
 def test_list_with_no_segments_says_so() -> None:
@@ -309,12 +334,12 @@ def test_clean_removes_orphans_but_never_a_segment_in_use(
     alive, orphan = make_one_in_use_and_one_orphan(key, picture, puts)
     result = tkshm("clean")
     assert (result.returncode, result.stderr) == (0, "")
-    assert result.stdout == f"Removed {orphan_path(orphan)}\nRemoved 1 orphaned file(s).\n"
+    assert result.stdout == f"Removed {orphan_path(orphan)}\nRemoved 1 orphaned segment.\n"
     assert files_for(orphan) == []
     assert [s.key for s in ipc.list_segments()] == [key + "-alive"]
     assert ipc.read_image(key=key + "-alive").size == (97, 61)
     again = tkshm("clean")
-    assert again.stdout == "Removed 0 orphaned file(s).\n"
+    assert again.stdout == "Removed 0 orphaned segments.\n"
     assert alive.stop(signal.SIGINT)[0] == STOPPED
     assert ipc.list_segments() == []
 
@@ -418,8 +443,8 @@ def test_hostile_key_works_end_to_end(picture: Path, tmp_path: Path, puts: list[
         assert saved.convert("RGBA").tobytes() == load_image(picture).image.tobytes()
 
 
-@pytest.mark.parametrize("subcommand", ["put", "get", "info", "list", "clean", "gui"])
-def test_every_subcommand_has_help_with_the_key_option(subcommand: str) -> None:
+@pytest.mark.parametrize("subcommand", ["put", "get", "info", "list", "gui", "demo"])
+def test_every_subcommand_that_uses_a_key_has_help_with_the_key_option(subcommand: str) -> None:
     result = tkshm(subcommand, "--help")
     assert (result.returncode, result.stderr) == (0, "")
     assert result.stdout.startswith(f"usage: tkshm {subcommand}")
@@ -530,4 +555,271 @@ def test_list_prints_one_row_per_segment_even_for_a_key_with_a_newline(
     start_put(puts, picture, key + "\nsecond line").line()
     result = tkshm("list")
     assert (result.returncode, result.stderr) == (0, "")
-    assert len(result.stdout.splitlines()) == 1, result.stdout
+    assert len(result.stdout.splitlines()) == 2, result.stdout  # the header and one row
+
+
+# -- a closed pipe (issue: "tkshm info | head -1" printed a BrokenPipeError traceback) ----------
+@posix_only("Windows reports a closed pipe as EINVAL, not EPIPE")
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["info"],
+        ["info", "--json"],
+        ["list"],
+        ["list", "--json"],
+        ["get", "-o", "-"],
+        ["--help"],
+        ["list", "--help"],
+    ],
+    ids=["info", "info-json", "list", "list-json", "get-to-stdout", "help", "list-help"],
+)
+def test_output_into_a_pipe_nobody_reads_ends_quietly(
+    tkshm_key: str, tkshm_publisher: Publish, args: list[str]
+) -> None:
+    tkshm_publisher(sample("RGBA", 300, 200, 3))
+    # The pipe's reading end is closed before the command starts, so its first write fails:
+    # what "| head -1" does sooner or later, and "| true" at once, every time.
+    reading, writing = os.pipe()
+    os.close(reading)
+    try:
+        result = subprocess.run(
+            command(*args, "--key", tkshm_key),
+            stdout=writing,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=DEADLINE,
+        )
+    finally:
+        os.close(writing)
+    assert result.stderr == ""  # no traceback, and no "Exception ignored ... BrokenPipeError" at exit
+    # 1, the Python documentation's choice: the output was cut short. (argparse itself ignores
+    # a failed write of --help and exits 0.)
+    assert result.returncode == (0 if "--help" in args else 1)
+
+
+@posix_only("a shell pipeline with head")
+def test_info_piped_into_head_prints_the_first_line_only(tkshm_key: str, tkshm_publisher: Publish) -> None:
+    tkshm_publisher(sample("RGB", 30, 20, 1))
+    for _ in range(5):  # "often", said the issue: try a few times
+        result = subprocess.run(
+            f"{shlex.join(command('info', '--key', tkshm_key))} | head -1",
+            shell=True, capture_output=True, text=True, timeout=DEADLINE,
+        )  # fmt: skip
+        assert (result.stdout, result.stderr) == (f"key         {tkshm_key}\n", "")
+
+
+# -- get -o -------------------------------------------------------------------------------
+def test_get_to_dash_writes_a_png_to_standard_output(
+    tkshm_key: str, tkshm_publisher: Publish, picture: Path
+) -> None:
+    tkshm_publisher(picture)
+    result = subprocess.run(
+        command("get", "--key", tkshm_key, "-o", "-"), capture_output=True, timeout=DEADLINE
+    )
+    assert (result.returncode, result.stderr) == (0, b"")
+    with Image.open(io.BytesIO(result.stdout)) as saved:
+        assert saved.format == "PNG"
+        assert saved.convert("RGBA").tobytes() == load_image(picture).image.tobytes()
+
+
+@posix_only("needs a pseudo-terminal")
+def test_get_to_dash_refuses_to_write_binary_to_a_terminal(tkshm_key: str, tkshm_publisher: Publish) -> None:
+    import pty
+
+    tkshm_publisher(sample("RGB", 8, 8, 1))
+    primary, terminal = pty.openpty()
+    try:
+        result = subprocess.run(
+            command("get", "--key", tkshm_key, "-o", "-"), stdout=terminal, stderr=subprocess.PIPE,
+            text=True, timeout=DEADLINE,
+        )  # fmt: skip
+    finally:
+        os.close(terminal)
+        os.close(primary)
+    assert result.returncode == 1
+    assert result.stderr.startswith("tkshm: Refusing to write a PNG to the terminal")
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_get_to_a_directory_says_it_is_one(tkshm_key: str, tkshm_publisher: Publish, tmp_path: Path) -> None:
+    tkshm_publisher(sample("RGB", 8, 8, 1))
+    line = assert_one_line_error(tkshm("get", "--key", tkshm_key, "-o", str(tmp_path)))
+    example = tmp_path / "copy.png"
+    assert (
+        line == f"tkshm: Cannot save to {tmp_path}: it is a directory; name a file in it, such as {example}."
+    )
+
+
+@pytest.mark.parametrize("name", ["copy.nope", "copy", "copy.icns"])
+def test_get_to_a_name_without_a_writable_extension_lists_the_formats_once(
+    tkshm_key: str, tkshm_publisher: Publish, tmp_path: Path, name: str
+) -> None:
+    tkshm_publisher(sample("RGB", 8, 8, 1))
+    line = assert_one_line_error(tkshm("get", "--key", tkshm_key, "-o", str(tmp_path / name)), name)
+    assert "()" not in line and "( " not in line
+    extensions = re.findall(r"\.[a-z0-9]+(?=[, ])", line.split("one of ", 1)[1])
+    assert {".png", ".jpg", ".tiff", ".webp", ".ico"} <= set(extensions)
+    assert len(extensions) == len(set(extensions)), "an extension is named twice"
+    assert ".icns" not in extensions  # ICNS resizes to fixed squares: never the image whole
+    assert line.count(". ") == 0 and line.endswith("standard output."), "one sentence"
+    assert not (tmp_path / name).exists()
+
+
+def test_get_refuses_an_ico_too_small_for_the_image_instead_of_shrinking_it(
+    tkshm_key: str, tkshm_publisher: Publish, tmp_path: Path
+) -> None:
+    tkshm_publisher(sample("RGBA", 300, 200, 3))
+    out = tmp_path / "icon.ico"
+    assert_one_line_error(tkshm("get", "--key", tkshm_key, "-o", str(out)), "at most 256x256", "300x200")
+    assert not out.exists()
+
+
+def test_get_saves_an_ico_that_fits_whole_and_exactly(
+    tkshm_key: str, tkshm_publisher: Publish, picture: Path, tmp_path: Path
+) -> None:
+    tkshm_publisher(picture)
+    out = tmp_path / "icon.ico"
+    result = tkshm("get", "--key", tkshm_key, "-o", str(out))
+    assert (result.returncode, result.stderr, result.stdout) == (0, "", f"Saved 97x61 image to {out}.\n")
+    with Image.open(out) as saved:
+        assert saved.size == (97, 61)  # Pillow's default icon sizes would have made it 48x30
+        assert saved.convert("RGBA").tobytes() == load_image(picture).image.tobytes()
+
+
+def test_get_to_jpeg_says_it_dropped_transparency_only_if_there_was_some(
+    tkshm_key: str, tkshm_publisher: Publish, picture: Path, tmp_path: Path
+) -> None:
+    tkshm_publisher(picture)  # sample("RGBA", ...) has transparent pixels
+    result = tkshm("get", "--key", tkshm_key, "-o", str(tmp_path / "a.jpg"))
+    assert result.stdout.endswith(", without transparency (JPEG cannot store it).\n")
+
+
+# -- options that do something, or are refused ---------------------------------------------
+REFUSED_OPTIONS = {
+    "clean-key": (["clean", "--key", "k"], "clean removes every orphaned segment and takes no --key"),
+    "key-clean": (["--key", "k", "clean"], "clean removes every orphaned segment and takes no --key"),
+    "demo-trace": (["demo", "--trace"], "the demo always shows the trace"),
+    "trace-demo": (["--trace", "demo"], "the demo always shows the trace"),
+    "gui-lang-fr": (["gui", "--lang", "fr"], "--lang fr: the window speaks en and zh_CN only"),
+    "lang-fr": (["--lang", "fr"], "--lang fr: the window speaks en and zh_CN only"),
+    "demo-lang-fr": (["demo", "--lang", "fr"], "--lang fr: the window speaks en and zh_CN only"),
+    "lang-put": (
+        ["--lang", "zh_CN", "put", "x.png"],
+        "--lang chooses the language of the window; put opens none",
+    ),
+    "key-install-desktop": (["--key", "k", "install-desktop"], "install-desktop takes no --key"),
+}
+
+
+@pytest.mark.parametrize("kind", list(REFUSED_OPTIONS))
+def test_an_option_the_command_would_ignore_is_refused_in_one_line(kind: str) -> None:
+    args, says = REFUSED_OPTIONS[kind]
+    result = tkshm(*args, env={"DISPLAY": ""})  # were it accepted, no window could open anyway
+    assert result.returncode == 2
+    assert_one_line_error(result, says)
+
+
+def test_list_with_a_key_lists_only_that_keys_segment(tkshm_key: str, tkshm_publisher: Publish) -> None:
+    tkshm_publisher(sample("RGB", 8, 8, 1))
+    tkshm_publisher(sample("RGB", 9, 9, 2), key=tkshm_key + "-other")
+    result = tkshm("list", "--key", tkshm_key)
+    assert (result.returncode, result.stderr) == (0, "")
+    _header, *rows = result.stdout.splitlines()
+    assert [row.split()[0] for row in rows] == [tkshm_key]
+    listed = json.loads(tkshm("list", "--json", "--key", tkshm_key + "-other").stdout)
+    assert [entry["key"] for entry in listed] == [tkshm_key + "-other"]
+    nothing = tkshm("list", "--key", "nobody-uses-this-key")
+    assert nothing.stdout == f"No segments under key 'nobody-uses-this-key' in {os.environ['TKSHM_DIR']}.\n"
+
+
+def test_every_subcommand_has_a_one_line_description() -> None:
+    overview = tkshm("--help", env={"COLUMNS": "100"}).stdout
+    commands = overview.split("\n  COMMAND\n", 1)[1].split("\n\n", 1)[0]
+    # argparse moves the help of a name longer than its column (uninstall-desktop) to the
+    # next line, deeper indented; that is still one line of text.
+    commands = re.sub(r"\n {10,}", " ", commands)
+    summaries = dict(line.split(None, 1) for line in commands.splitlines())
+    names = ["put", "get", "info", "list", "clean", "gui", "demo", "install-desktop", "uninstall-desktop"]
+    assert list(summaries) == names
+    for name in names:
+        result = tkshm(name, "--help", env={"COLUMNS": "100"})
+        assert result.returncode == 0, name
+        description = result.stdout.split("\n\n")[1]
+        assert " ".join(description.split()).endswith("."), (name, description)
+        assert summaries[name].endswith("."), (name, summaries[name])
+
+
+def test_window_languages_are_what_the_catalogues_provide() -> None:
+    from tkshm.cli import available_languages
+
+    assert available_languages() == ["en", "zh_CN"]
+    help_text = tkshm("gui", "--help", env={"COLUMNS": "200"}).stdout
+    assert "language of the window: en or zh_CN" in help_text
+
+
+# -- info on an orphan ---------------------------------------------------------------------
+def test_info_reports_an_orphan_without_removing_it(tkshm_key: str, tkshm_publisher: Publish) -> None:
+    publisher = tkshm_publisher(sample("RGB", 30, 20, 4))
+    publisher.kill()  # SIGKILL / TerminateProcess: no detach, so an orphan stays
+    before = ipc.remains(tkshm_key)
+    assert before
+
+    result = tkshm("info", "--key", tkshm_key)
+    assert (result.returncode, result.stderr) == (0, "")
+    lines = result.stdout.splitlines()
+    rows = {line[:11].strip(): line[12:] for line in lines[:-1]}
+    assert (rows["key"], rows["in use"]) == (tkshm_key, "no (orphaned)")
+    if not WINDOWS:  # on Windows only the lock file is left, with no header to show
+        assert rows["image"].split()[0] == "30x20"
+    assert "'tkshm clean' would remove it" in lines[-1]
+    fields = json.loads(tkshm("info", "--json", "--key", tkshm_key).stdout)
+    assert (fields["in_use"], fields["key"]) == (False, tkshm_key)
+    assert ipc.remains(tkshm_key) == before  # shown, not removed
+    assert [s.in_use for s in ipc.list_segments()] == [False]
+
+    assert tkshm("clean").stdout.endswith("Removed 1 orphaned segment.\n")
+    assert ipc.remains(tkshm_key) == []
+
+
+def test_info_on_a_segment_in_use_is_unchanged_by_the_orphan_check(
+    tkshm_key: str, tkshm_publisher: Publish
+) -> None:
+    publisher = tkshm_publisher(sample("RGB", 30, 20, 4))
+    info = ipc.info(key=tkshm_key)
+    assert (info.in_use, info.writer_pid, info.generation) == (True, publisher.pid, publisher.generation)
+
+
+# -- what C libraries print while decoding -------------------------------------------------
+def test_decoder_output_on_descriptor_2_is_dropped_when_the_file_loads(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str], picture: Path
+) -> None:
+    from tkshm import cli
+
+    def chatty(path: str) -> object:
+        os.write(2, b"TIFFReadDirectory: Warning, Unknown field with tag 65000 (0xfde8) encountered.\n")
+        return load_image(path)
+
+    monkeypatch.setattr(cli, "load_image", chatty)
+    assert cli._load_quietly(str(picture)).image.size == (97, 61)
+    assert capfd.readouterr().err == ""
+
+
+def test_decoder_output_on_descriptor_2_is_folded_into_the_one_sentence(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from tkshm import cli
+    from tkshm.errors import ImageError
+
+    def failing(path: str) -> object:
+        os.write(2, b"TIFFFillStrip: Read error on strip 0; got 10 bytes, expected 40.\n")
+        os.write(2, b"TIFFFillStrip: Read error on strip 0; got 10 bytes, expected 40.\n")
+        raise ImageError(f"{path} is damaged or truncated and cannot be decoded (decoder error -2).", path)
+
+    monkeypatch.setattr(cli, "load_image", failing)
+    with pytest.raises(ImageError) as caught:
+        cli._load_quietly("x.tiff")
+    assert str(caught.value) == (
+        "x.tiff is damaged or truncated and cannot be decoded (decoder error -2); "
+        "the decoder reported: TIFFFillStrip: Read error on strip 0; got 10 bytes, expected 40."
+    )
+    assert capfd.readouterr().err == ""

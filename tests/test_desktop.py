@@ -1,8 +1,8 @@
 """``tkshm install-desktop`` / ``uninstall-desktop``: an XDG menu entry and icon for one user,
 checked with desktop-file-validate, in a temporary XDG_DATA_HOME (never the real one).
 
-POSIX-only: XDG menus are the Linux and BSD desktops'; Windows has its Start menu, to which
-tkshm adds nothing (pip makes tkshm-gui.exe)."""
+POSIX-only: XDG menus are the Linux and BSD desktops'; on Windows ``install-desktop`` makes a
+Start-menu shortcut instead, tested in test_windows_habits.py."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from platforms import posix_only
 from tkshm import desktop
 from tkshm.cli import main
 
-pytestmark = posix_only("XDG desktop entries are for Linux and BSD desktops")
+pytestmark = posix_only("an XDG menu entry; Windows gets a Start-menu shortcut (test_windows_habits.py)")
 
 
 @pytest.fixture

@@ -260,7 +260,9 @@ def test_cli_trace_after_the_only_holder_is_killed_reports_the_orphan_removed_th
     get = tkshm("--trace", "get", "--key", key, "-o", str(out))
     assert (get.status, get.stdout) == (1, "")
     traced = split_stderr(get.stderr)
-    assert traced.other == [f"tkshm: Unable to attach to shared memory segment {key!r}. Load an image first."]
+    assert traced.other == [
+        f"tkshm: nothing is published under key {key!r}; publish one with `tkshm put --key {key} IMAGE`."
+    ]
     assert get.stderr.splitlines()[-1] == traced.other[0]  # the sentence comes after the steps
     assert set(traced.pids) == {get.pid}
     name = re.escape(ipc.native_name(key))
@@ -311,8 +313,10 @@ def test_without_trace_the_cli_prints_no_trace_lines(key: str, peer: Peer, tmp_p
     assert (get.status, get.stdout, get.stderr) == (0, f"Saved 16x8 image to {out}.\n", "")
     missing = tkshm("get", "--key", f"{key}-unpublished", "-o", str(out))
     assert missing.status == 1
+    unpublished = key + "-unpublished"
     assert missing.stderr == (
-        f"tkshm: Unable to attach to shared memory segment {key + '-unpublished'!r}. Load an image first.\n"
+        f"tkshm: nothing is published under key {unpublished!r}; "
+        f"publish one with `tkshm put --key {unpublished} IMAGE`.\n"
     )
     assert peer.call("detach", key=key)["removed"] is True
 

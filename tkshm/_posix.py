@@ -343,8 +343,9 @@ def _create(dir_path: str, dir_fd: int, name: str, capacity: int) -> int | None:
     return fd
 
 
-def list_entries() -> Iterator[tuple[str, str, int, bool, bytes | None]]:
-    """Yield ``(name, path, size, in_use, header_page)`` for this user's segment files.
+def list_entries(only: str | None = None) -> Iterator[tuple[str, str, int, bool, bytes | None]]:
+    """Yield ``(name, path, size, in_use, header_page)`` for this user's segment files (with
+    ``only``, for that segment's file alone).
 
     ``in_use`` is False for an orphan: a file whose presence lock nobody holds. The header
     page is read under a non-blocking shared data lock; it is None while a writer holds the
@@ -357,6 +358,8 @@ def list_entries() -> Iterator[tuple[str, str, int, bool, bytes | None]]:
     try:
         for entry in sorted(os.listdir(dir_fd)):
             if not entry.endswith((SEGMENT_SUFFIX, TEMP_SUFFIX)):
+                continue
+            if only is not None and entry != only + SEGMENT_SUFFIX:
                 continue
             try:
                 fd = _open_file(dir_path, dir_fd, entry, 0)

@@ -261,49 +261,56 @@ class WindowsSegmentFile:
             raise SegmentNotFoundError(self.key) from None
         self._lock_file = path
 
-    @contextlib.contextmanager
-    def _hold(self, exclusive: bool) -> Iterator[None]:
-        """The data lock for a moment, while the directory is read or changed."""
-        if _locking.wait_for(lambda: try_lock(self.lock_fd, exclusive), _OPEN_TIMEOUT) is None:
-            raise LockTimeoutError(self.key, _OPEN_TIMEOUT)
-        try:
-            yield
-        finally:
-            unlock(self.lock_fd)
+    def _join(self) -> bool:
+        """Map the data mapping that the directory names, without taking the lock (as on POSIX,
+        attaching never waits for a writer). False if nothing readable is published."""
+        assert self._directory is not None
+        directory = self._directory
+
+        def try_once() -> bool:
+            serial = _read_serial(directory)
+            if serial is None:  # a creator is filling in the record this very moment
+                return False
+            data = _open_mapping(_data_tag(self.name, serial))
+            if data is None:
+                # Either a grower moved on and its old mapping went (look again), or the grower
+                # that made this one left before anyone followed it (nothing to find).
+                return _read_serial(directory) == serial
+            self.map, self._serial = data, serial
+            return True
+
+        # A record still invalid after the timeout means its creator was killed half-way.
+        return _locking.wait_for(try_once, _OPEN_TIMEOUT) is not None and self.map is not None
 
     def _attach(self) -> None:
         self._directory = _open_mapping(self.path)
-        if self._directory is None:
+        if self._directory is None or not self._join():
             raise SegmentNotFoundError(self.key)  # close() deletes a lock file left by a crash
-        with self._hold(exclusive=False):  # a creator or grower holds it exclusively meanwhile
-            serial = _read_serial(self._directory)
-            data = _open_mapping(_data_tag(self.name, serial)) if serial else None
-        if serial is None or data is None:
-            # A creator killed half-way, or a grower that left before anyone followed it:
-            # nothing readable is published. The next writer starts a data mapping again.
-            raise SegmentNotFoundError(self.key)
-        self.map, self._serial = data, serial
 
     def _attach_or_create(self, capacity: int) -> None:
-        with self._hold(exclusive=True):
-            directory = _create_mapping(self.path, _PAGE)
-            self.created = directory is not None
-            if directory is None:
-                directory = _open_mapping(self.path)
-            if directory is None:  # the last holder left between the two calls: start afresh
-                directory = _create_mapping(self.path, _PAGE)
-                self.created = directory is not None
-            if directory is None:
-                raise TkshmError(
-                    f"Could not attach to shared memory segment {self.key!r}: it keeps changing. Try again."
-                )
-            self._directory = directory
-            serial = None if self.created else _read_serial(directory)
-            data = _open_mapping(_data_tag(self.name, serial)) if serial else None
-            if data is None:
-                self._new_data(capacity, after=serial or 0)
-            else:
-                self.map, self._serial = data, serial or 0
+        for _ in range(_MAX_SERIALS):
+            self._directory = _create_mapping(self.path, _PAGE)
+            if self._directory is not None:
+                self.created = True
+                self._new_data(capacity, after=0)
+                return
+            self._directory = _open_mapping(self.path)
+            if self._directory is not None:
+                break
+            # The last holder left between the two calls: create it afresh.
+        else:
+            raise TkshmError(
+                f"Could not attach to shared memory segment {self.key!r}: it keeps changing. Try again."
+            )
+        if self._join():
+            return
+        # Nothing readable: start a data mapping again, under the lock, since others are attached.
+        if _locking.wait_for(lambda: try_lock(self.lock_fd, True), _OPEN_TIMEOUT) is None:
+            raise LockTimeoutError(self.key, _OPEN_TIMEOUT)
+        try:
+            self._new_data(capacity, after=_read_serial(self._directory) or 0)
+        finally:
+            unlock(self.lock_fd)
 
     def _new_data(self, capacity: int, after: int) -> None:
         """Create the next data mapping, empty, and make the directory name it (exclusive
@@ -417,13 +424,16 @@ def _header_page(name: str) -> tuple[int, bytes | None] | None:
         data.close()
 
 
-def list_entries() -> Iterator[tuple[str, str, int, bool, bytes | None]]:
-    """Windows cannot enumerate named mappings; we look up those our lock files name.
+def list_entries(only: str | None = None) -> Iterator[tuple[str, str, int, bool, bytes | None]]:
+    """Windows cannot enumerate named mappings; we look up those our lock files name (with
+    ``only``, that segment's alone).
 
     A lock file whose mapping is gone is an orphan (its holders were killed): listed with
     ``in_use`` False and no header page.
     """
     for name, path in _lock_files():
+        if only is not None and name != only:
+            continue
         found = _header_page(name)
         if found is None:
             yield name, path, 0, False, None

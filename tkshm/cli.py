@@ -8,22 +8,42 @@ so everything else works on a Python without Tk.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
+import io
 import json
-import signal
+import os
+import shlex
 import sys
-import threading
-from collections.abc import Callable, Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
-from types import FrameType
+from typing import Final
+
+from PIL import Image
 
 from . import __version__, ipc, trace
-from .errors import TkshmError
+from ._signals import stop_requests
+from .errors import ImageError, SegmentNotFoundError, TkshmError
 from .header import BYTES_PER_PIXEL
-from .images import load_image
+from .images import LoadedImage, load_image
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+# The languages of the window: English (the source language) and each catalogue shipped in
+# tkshm/locale. The window module is not imported to find them: it needs tkinter.
+LOCALE_DIR: Final = os.path.join(os.path.dirname(os.path.abspath(__file__)), "locale")
+_LANGUAGE_ALIASES: Final = {"zh": "zh_CN", "zh_cn": "zh_CN", "zh_hans": "zh_CN"}
+# Which commands use which of the options every parser knows; any other use is refused.
+_USES_KEY: Final = frozenset({"put", "get", "info", "list", "gui", "demo"})
+_USES_TRACE: Final = frozenset({"put", "get", "info", "list", "clean", "gui"})
+_USES_LANG: Final = frozenset({"gui", "demo"})
+# Formats whose writer silently changes the size: ICO keeps at most 256x256 (Pillow scales
+# a bigger image down), ICNS resizes to fixed squares. ICO is written at the image's own
+# size when it fits; ICNS never.
+_ICO_MAX: Final = 256
+_RESIZING_FORMATS: Final = frozenset({"ICNS"})
 
 
 class _Parser(argparse.ArgumentParser):
@@ -33,11 +53,13 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: {message} (see '{self.prog} --help')\n")
 
 
-def _add_common(parser: argparse.ArgumentParser, default: object = argparse.SUPPRESS) -> None:
+def _add_common(
+    parser: argparse.ArgumentParser, default: object = argparse.SUPPRESS, key_help: str | None = None
+) -> None:
     # Subcommands use SUPPRESS so that "tkshm --key k put x" and "tkshm put --key k x" agree.
     parser.add_argument(
         "--key", default=default,
-        help=f"name of the shared memory segment (default: {ipc.DEFAULT_KEY!r})",
+        help=key_help or f"name of the shared memory segment (default: {ipc.DEFAULT_KEY!r})",
     )  # fmt: skip
     parser.add_argument(
         "--trace", action="store_true", default=argparse.SUPPRESS if default is argparse.SUPPRESS else False,
@@ -53,54 +75,134 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"tkshm {__version__}")
     _add_common(parser, None)
-    parser.add_argument("--lang", help="language of the window: en or zh_CN (default: system)")
+    languages = " or ".join(available_languages())
+    parser.add_argument("--lang", help=f"language of the window: {languages} (default: system)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    def command(name: str, help: str) -> argparse.ArgumentParser:
+    def command(
+        name: str, help: str, common: bool = True, key_help: str | None = None
+    ) -> argparse.ArgumentParser:
+        # help (one line in "tkshm --help") is also the description of "tkshm NAME --help".
         sub = commands.add_parser(name, help=help, description=help)
-        _add_common(sub)
+        if common:
+            _add_common(sub, key_help=key_help)
         return sub
 
-    put = command("put", "Publish an image and stay attached until interrupted (Ctrl+C).")
+    put = command("put", "Publish an image; stay attached until Ctrl+C.")
     put.add_argument("image", help="image file to publish")
     get = command("get", "Copy the published image out and save it.")
-    get.add_argument("-o", "--output", required=True, help="file to write; format from its extension")
-    for name, text in (
-        ("info", "Show the header of a segment."),
-        ("list", "List your segments, in use or orphaned."),
-    ):
-        sub = command(name, text)
-        sub.add_argument("--json", action="store_true", help="print JSON instead of text")
-    command("clean", "Remove orphaned segments (those no process is attached to).")
-    window = command("gui", "Open the window (the default when no command is given).")
-    window.add_argument("--lang", default=argparse.SUPPRESS, help="language of the window: en or zh_CN")
+    get.add_argument(
+        "-o", "--output", required=True, metavar="FILE",
+        help="file to write, in the format its extension names (.png, .jpg, .tiff, ...); "
+        "'-' writes a PNG to standard output",
+    )  # fmt: skip
+    info = command("info", "Show a segment's header, orphaned or not.")
+    info.add_argument("--json", action="store_true", help="print JSON instead of text")
+    listing = command(
+        "list", "List your segments, in use or orphaned.", key_help="list only the segment of this key"
+    )
+    listing.add_argument("--json", action="store_true", help="print JSON instead of text")
+    listing.set_defaults(every_key=True)  # without --key, list shows every key's segment
+    # clean removes every orphan; --key is accepted by the parser only to be refused in words.
+    command("clean", "Remove orphaned segments, never one in use.", key_help=argparse.SUPPRESS)
+    window = command("gui", "Open the window (the default command).")
+    window.add_argument("--lang", default=argparse.SUPPRESS, help=f"language of the window: {languages}")
     window.add_argument("--geometry", help="window size and place, as in Tk: WxH+X+Y or +X+Y")
     window.add_argument("--suggest", metavar="IMAGE", help="the file the Load dialog offers first")
-    text = (
-        "For a classroom: open two windows side by side on a fresh key, each showing the IPC trace, "
-        "with a sample image ready to load."
+    demo = command("demo", "Two traced windows on a fresh key, for a class.", common=False)
+    demo.description = (
+        "For a classroom: open two windows side by side on a fresh key, each showing the IPC trace "
+        "(always on), with a sample image ready to load."
     )
-    demo = commands.add_parser("demo", help=text, description=text)
     demo.add_argument("--key", default=argparse.SUPPRESS, help="key to share (default: a fresh demo-xxxxxx)")
-    demo.add_argument("--trace", action="store_true", default=argparse.SUPPRESS, help="always on in the demo")
-    demo.add_argument("--lang", default=argparse.SUPPRESS, help="language of the windows: en or zh_CN")
-    commands.add_parser(
-        "install-desktop", help="Add the window to your desktop menu (an XDG .desktop entry and icon)."
+    demo.add_argument("--lang", default=argparse.SUPPRESS, help=f"language of the windows: {languages}")
+    # Accepted by the parser only to be refused in words: the demo's trace is always on.
+    demo.add_argument("--trace", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    command(
+        "install-desktop",
+        "Add the window to your desktop menu (a Start-menu shortcut on Windows).",
+        common=False,
     )
-    commands.add_parser("uninstall-desktop", help="Remove the desktop menu entry and icon again.")
+    command("uninstall-desktop", "Remove it from the desktop menu again.", common=False)
     return parser
+
+
+def available_languages() -> list[str]:
+    """``en`` and every language with a compiled catalogue in ``tkshm/locale``."""
+    found = []
+    with contextlib.suppress(OSError):
+        for entry in sorted(os.listdir(LOCALE_DIR)):
+            if os.path.isfile(os.path.join(LOCALE_DIR, entry, "LC_MESSAGES", "tkshm.mo")):
+                found.append(entry)
+    return ["en", *found]
+
+
+def _language(lang: str) -> str | None:
+    """The catalogue name for ``lang`` ("zh", "zh-CN" and "zh_Hans" are zh_CN), or None."""
+    normal = lang.replace("-", "_")
+    normal = _LANGUAGE_ALIASES.get(normal.lower(), normal)
+    for known in available_languages():
+        if normal.lower() == known.lower() or (known == "en" and normal.lower().startswith("en_")):
+            return known
+    return None
+
+
+def _check_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse an option the command would ignore, in one line that says why."""
+    command = args.command or "gui"
+    if args.key is not None and command not in _USES_KEY:
+        if command == "clean":
+            parser.error(
+                "clean removes every orphaned segment and takes no --key; "
+                "'tkshm info --key KEY' tells whether one key's segment is orphaned"
+            )
+        parser.error(f"{command} takes no --key")
+    if getattr(args, "trace", False) and command not in _USES_TRACE:
+        if command == "demo":
+            parser.error("the demo always shows the trace; it takes no --trace")
+        parser.error(f"{command} takes no --trace")
+    if args.lang is not None:
+        if command not in _USES_LANG:
+            parser.error(f"--lang chooses the language of the window; {command} opens none")
+        language = _language(args.lang)
+        if language is None:
+            known = " and ".join(available_languages())
+            parser.error(f"--lang {args.lang}: the window speaks {known} only")
+        args.lang = language
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tkshm`` console script."""
-    args = build_parser().parse_args(argv)
+    try:
+        try:
+            return _run(argv)
+        finally:
+            # Flush here, inside the try: a reader that went away (``tkshm list | head -1``)
+            # shows up as BrokenPipeError now, not as a traceback while Python exits. This
+            # covers --help and usage errors too, which leave through SystemExit.
+            if sys.stdout is not None:  # None in a Windows GUI process (tkshm-gui)
+                sys.stdout.flush()
+    except BrokenPipeError:
+        return _reader_gone()
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _check_options(parser, args)
+    args.every_key = getattr(args, "every_key", False) and args.key is None
     if args.key is None and args.command != "demo":  # the demo makes a fresh key of its own
         args.key = ipc.DEFAULT_KEY
     handler = _COMMANDS.get(args.command or "gui")
     assert handler is not None
-    printer = trace.to_stream(sys.stderr) if args.trace else None
+    printer = trace.to_stream(sys.stderr) if getattr(args, "trace", False) else None
     try:
         return handler(args)
+    except SegmentNotFoundError as exc:
+        # The library's sentence is Qt's, for the window ("Load an image first."); here the
+        # user is at a shell prompt, so tell them the command that publishes.
+        key = _printable(repr(exc.key))
+        return _fail(f"nothing is published under key {key}; publish one with {_put_hint(exc.key)}.")
     except TkshmError as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:
@@ -108,6 +210,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if printer is not None:
             trace.stop(printer)
+
+
+def _reader_gone() -> int:
+    """Standard output's reader has exited: stop quietly, as the Python documentation's
+    note on SIGPIPE recommends. Python ignores SIGPIPE, so a write to a closed pipe raises
+    BrokenPipeError instead of ending the process as it ends a C program; the output still
+    buffered is pointed at devnull, so that flushing it at exit cannot raise again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_ERROR
+
+
+def _put_hint(key: str) -> str:
+    command = "tkshm put IMAGE" if key == ipc.DEFAULT_KEY else f"tkshm put --key {shlex.quote(key)} IMAGE"
+    return f"`{_printable(command)}`"
 
 
 def gui_main() -> int:
@@ -126,16 +244,11 @@ def _fail(message: str) -> int:
 
 
 def _put(args: argparse.Namespace) -> int:
-    loaded = load_image(args.image)
-    stop = threading.Event()
-
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, request_stop)
+    loaded = _load_quietly(args.image)
     width, height = loaded.image.size
-    with ipc.Segment.create(args.key, width * height * BYTES_PER_PIXEL) as segment:
+    # Ctrl+C, SIGTERM; on Windows also Ctrl+Break and closing the console (see _signals).
+    # The segment's block is inside, so it is detached before a close handler lets go.
+    with stop_requests() as stop, ipc.Segment.create(args.key, width * height * BYTES_PER_PIXEL) as segment:
         info = segment.write_image(loaded.image)
         frames = f", first of {loaded.frame_count} frames" if loaded.is_animated else ""
         print(
@@ -148,21 +261,135 @@ def _put(args: argparse.Namespace) -> int:
     return 0
 
 
-def _get(args: argparse.Namespace) -> int:
-    image = ipc.read_image(key=args.key)
+@contextlib.contextmanager
+def _decoder_output() -> Iterator[list[str]]:
+    """Collect what C libraries write straight to file descriptor 2 while a file is decoded.
+
+    libtiff, for one, prints its own complaints ("TIFFFillStrip: Read error on strip 0; ...")
+    with ``fprintf(stderr)``, around Python's ``sys.stderr``. Pointing descriptor 2 at a
+    temporary file for the duration keeps the CLI's promise of one line; the caller decides
+    whether the text matters. Only the CLI does this: a library must not take a program's
+    standard error away from its other threads.
+    """
+    lines: list[str] = []
+    sys.stderr.flush()
     try:
-        image.save(args.output)
-    except (ValueError, KeyError) as exc:
-        return _fail(f"Cannot save {args.output}: unknown or unsupported file extension ({exc}).")
-    except OSError as exc:
-        if exc.errno is None:  # Pillow: the format cannot hold RGBA (JPEG): drop alpha
+        saved = os.dup(2)
+    except OSError:  # no descriptor 2 at all (a Windows GUI process): nothing to keep clean
+        yield lines
+        return
+    try:
+        with tempfile.TemporaryFile() as capture:
+            os.dup2(capture.fileno(), 2)
             try:
-                image.convert("RGB").save(args.output)
-            except OSError as inner:
-                return _fail(f"Cannot save {args.output}: {inner}.")
-        else:
-            return _fail(f"Cannot save {args.output}: {exc.strerror}.")
-    print(f"Saved {image.width}x{image.height} image to {args.output}.")
+                yield lines
+            finally:
+                os.dup2(saved, 2)
+                capture.seek(0)
+                text = capture.read(4096).decode("utf-8", "replace")
+                lines.extend(line.strip() for line in text.splitlines() if line.strip())
+    finally:
+        os.close(saved)
+
+
+def _load_quietly(path: str) -> LoadedImage:
+    """load_image, with what decoders print folded into the error's one sentence."""
+    with _decoder_output() as printed:
+        try:
+            return load_image(path)
+        except ImageError as exc:
+            error = exc
+    if printed:  # on success the decoder's chatter is dropped: the image is whole
+        said = "; ".join(dict.fromkeys(line.rstrip(".") for line in printed))
+        message = f"{str(error).rstrip('.')}; the decoder reported: {said}."
+        raise ImageError(message, error.path) from error
+    raise error
+
+
+@functools.cache
+def _writable_extensions() -> list[str]:
+    """The file extensions ``get`` can write an RGBA image to, found by asking Pillow.
+
+    Each format Pillow has a writer for is tried on a 1x1 image, as RGBA or else as RGB
+    (some, like JPEG, have no alpha channel): that leaves out writers that are only stubs
+    (BUFR, WMF) and formats that hold only black and white (XBM).
+    """
+    Image.init()
+    probe = Image.new("RGBA", (1, 1))
+    writable: dict[str, bool] = {}
+    found = []
+    for extension, fmt in sorted(Image.registered_extensions().items()):
+        if fmt not in Image.SAVE or fmt in _RESIZING_FORMATS:
+            continue
+        if fmt not in writable:
+            writable[fmt] = any(_saves(probe.convert(mode), fmt) for mode in ("RGBA", "RGB"))
+        if writable[fmt]:
+            found.append(extension)
+    return found
+
+
+def _saves(image: Image.Image, fmt: str) -> bool:
+    try:
+        image.save(io.BytesIO(), fmt)
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return True
+
+
+def _save_format(output: str, image: Image.Image) -> tuple[str | None, str | None]:
+    """The Pillow format to write ``output`` in, or None and the sentence that refuses it."""
+    extension = os.path.splitext(output)[1].lower()
+    Image.init()
+    fmt = Image.registered_extensions().get(extension)
+    if fmt is None or fmt not in Image.SAVE or extension not in _writable_extensions():
+        what = f"{extension!r} is not a format tkshm can write" if extension else "the name has no extension"
+        known = ", ".join(_writable_extensions())
+        return None, (
+            f"Cannot save {output}: {what}; end the name with one of {known}, "
+            "or use -o - for a PNG on standard output."
+        )
+    if fmt == "ICO" and max(image.size) > _ICO_MAX:
+        return None, (
+            f"Cannot save {output}: an ICO file holds at most {_ICO_MAX}x{_ICO_MAX} pixels and the "
+            f"image is {image.width}x{image.height}; save it as .png to keep it whole."
+        )
+    return fmt, None
+
+
+def _get(args: argparse.Namespace) -> int:
+    output: str = args.output
+    if output == "-":
+        if sys.stdout.isatty():
+            return _fail(
+                "Refusing to write a PNG to the terminal; redirect it (-o - > copy.png) or name a file."
+            )
+        image = ipc.read_image(key=args.key)
+        image.save(sys.stdout.buffer, "PNG")
+        return 0
+    if os.path.isdir(output):
+        example = os.path.join(output, "copy.png")
+        return _fail(f"Cannot save to {output}: it is a directory; name a file in it, such as {example}.")
+    image = ipc.read_image(key=args.key)
+    fmt, refusal = _save_format(output, image)
+    if refusal is not None:
+        return _fail(refusal)
+    params: dict[str, object] = {"sizes": [image.size]} if fmt == "ICO" else {}  # whole, not shrunk
+    note = ""
+    try:
+        try:
+            image.save(output, fmt, **params)
+        except (OSError, ValueError) as exc:
+            if isinstance(exc, OSError) and exc.errno is not None:
+                raise
+            # The format has no alpha channel (JPEG, BMP, EPS): write the colours alone.
+            image.convert("RGB").save(output, fmt, **params)
+            if image.getchannel("A").getextrema() != (255, 255):  # there was transparency to lose
+                note = f", without transparency ({fmt} cannot store it)"
+    except OSError as exc:
+        return _fail(f"Cannot save {output}: {exc.strerror or exc}.")
+    except ValueError as exc:
+        return _fail(f"Cannot save {output}: {exc}.")
+    print(f"Saved {image.width}x{image.height} image to {_printable(output)}{note}.")
     return 0
 
 
@@ -188,24 +415,45 @@ def _describe(info: ipc.SegmentInfo) -> str:
 
 
 def _info(args: argparse.Namespace) -> int:
-    info = ipc.info(key=args.key)
-    print(json.dumps(info.as_dict(), indent=2) if args.json else _describe(info))
+    info = ipc.info(key=args.key)  # an orphan is reported, not removed
+    if args.json:
+        print(json.dumps(info.as_dict(), indent=2))
+        return 0
+    print(_describe(info))
+    if not info.in_use:
+        print(
+            "No process is attached to this segment any more (its last holder was killed?): "
+            "'tkshm clean' would remove it, and so would the next put, get or window under this key."
+        )
     return 0
+
+
+def _segments(count: int) -> str:
+    return f"{count} segment" if count == 1 else f"{count} segments"
+
+
+_LIST_ROW: Final = "{:<24} {:<8} {:<8} {:<11} {:>10}  {}"
 
 
 def _list(args: argparse.Namespace) -> int:
     segments = ipc.list_segments()
+    if not args.every_key:
+        name = ipc.native_name(args.key)
+        segments = [s for s in segments if s.name == name]
     if args.json:
         print(json.dumps([s.as_dict() for s in segments], indent=2))
     elif not segments:
-        print(f"No segments in {ipc.segment_directory()}.")
+        where = "" if args.every_key else f" under key {_printable(repr(args.key))}"
+        print(f"No segments{where} in {ipc.segment_directory()}.")
     else:
+        print(_LIST_ROW.format("KEY", "STATE", "IN USE", "IMAGE", "GENERATION", "PATH"))
         for s in segments:
-            used = "in use" if s.in_use else "orphaned"
             print(
-                f"{_printable(s.key or s.name):<24} {s.state:<8} {used:<8} "
-                f"{s.width}x{s.height}  gen {s.generation}  {s.path}"
-            )
+                _LIST_ROW.format(
+                    _printable(s.key or s.name), s.state, "yes" if s.in_use else "orphaned",
+                    f"{s.width}x{s.height}", s.generation, s.path,
+                )
+            )  # fmt: skip
     return 0
 
 
@@ -213,7 +461,7 @@ def _clean(args: argparse.Namespace) -> int:
     removed = ipc.clean()
     for path in removed:
         print(f"Removed {path}")
-    print(f"Removed {len(removed)} orphaned file(s).")
+    print(f"Removed {_segments(len(removed)).replace(' ', ' orphaned ', 1)}.")
     return 0
 
 
@@ -259,11 +507,11 @@ def _desktop(args: argparse.Namespace) -> int:
         paths = desktop.install() if installing else desktop.uninstall()
     except OSError as exc:
         verb = "install" if installing else "remove"
-        return _fail(f"Cannot {verb} the desktop entry: {exc.strerror or exc} ({exc.filename}).")
+        return _fail(f"Cannot {verb} the {desktop.WHAT}: {exc.strerror or exc} ({exc.filename}).")
     for path in paths:
         print(f"{'Installed' if installing else 'Removed'} {path}")
     if not paths:
-        print("The desktop entry was not installed; nothing to remove.")
+        print(f"The {desktop.WHAT} was not installed; nothing to remove.")
     return 0
 
 

@@ -1,11 +1,19 @@
-"""Put the window in the desktop menu: an XDG ``.desktop`` entry and the icon, for one user.
+"""Put the window in the desktop menu, for one user: an XDG entry, or a Start-menu shortcut.
 
-Desktops (GNOME, KDE, Xfce, ...) build their application menus from ``*.desktop`` files in
-``$XDG_DATA_HOME/applications`` (default ``~/.local/share/applications``) and find icons by
-name in the ``hicolor`` theme under ``$XDG_DATA_HOME/icons``. Installing is writing two
-files; uninstalling is removing them. No root, no system directories.
+Linux and other XDG desktops (GNOME, KDE, Xfce, ...) build their application menus from
+``*.desktop`` files in ``$XDG_DATA_HOME/applications`` (default ``~/.local/share/applications``)
+and find icons by name in the ``hicolor`` theme under ``$XDG_DATA_HOME/icons``.
 
-This module imports no tkinter, so ``tkshm install-desktop`` works on any Python.
+Windows builds a user's Start menu from the shell links (``.lnk`` files) in
+``%APPDATA%\\Microsoft\\Windows\\Start Menu\\Programs``. A shell link names the program to
+start (our ``tkshm-gui.exe``, which opens the window without a console), its arguments, a
+working folder and an icon, which must be an ``.ico`` file: we convert the PNG once, into
+``%APPDATA%\\tkshm``. Links are written through the shell's own ``IShellLink`` COM object
+(pywin32), the only documented writer of the format.
+
+Either way installing is writing two files and uninstalling is removing them: no
+administrator, no system folders. The platform is decided once, at the end of this module.
+It imports no tkinter, so ``tkshm install-desktop`` works on any Python.
 """
 
 from __future__ import annotations
@@ -14,7 +22,8 @@ import gettext
 import os
 import shutil
 import sys
-from typing import Final
+import sysconfig
+from typing import Any, Final
 
 from . import asset
 
@@ -98,7 +107,7 @@ def desktop_entry(exec_command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def install(home: str | None = None) -> list[str]:
+def _install_xdg(home: str | None = None) -> list[str]:
     """Write the entry and the icon; return the paths written."""
     entry, icon = entry_path(home), icon_install_path(home)
     os.makedirs(os.path.dirname(icon), exist_ok=True)
@@ -111,13 +120,113 @@ def install(home: str | None = None) -> list[str]:
     return [entry, icon]
 
 
-def uninstall(home: str | None = None) -> list[str]:
+def _uninstall_xdg(home: str | None = None) -> list[str]:
     """Remove the entry and the icon if present; return the paths removed."""
+    return _remove(entry_path(home), icon_install_path(home))
+
+
+def _remove(*paths: str) -> list[str]:
     removed = []
-    for path in (entry_path(home), icon_install_path(home)):
+    for path in paths:
         try:
             os.remove(path)
         except FileNotFoundError:
             continue
         removed.append(path)
     return removed
+
+
+# -- Windows: a Start-menu shortcut ----------------------------------------------------------
+
+SHORTCUT_NAME: Final = "tkshm (SharedMemory Example).lnk"
+# The sizes Explorer asks for, from the small Start-menu tile to the large icon view.
+ICO_SIZES: Final = [(16, 16), (24, 24), (32, 32), (48, 48), (64, 64), (128, 128), (256, 256)]
+
+
+def app_data() -> str:
+    """``%APPDATA%``: the user's roaming profile folder, which holds their Start menu."""
+    return os.environ.get("APPDATA") or os.path.join(os.path.expanduser("~"), "AppData", "Roaming")
+
+
+def shortcut_path(home: str | None = None) -> str:
+    programs = os.path.join(home or app_data(), "Microsoft", "Windows", "Start Menu", "Programs")
+    return os.path.join(programs, SHORTCUT_NAME)
+
+
+def ico_path(home: str | None = None) -> str:
+    return os.path.join(home or app_data(), APP_ID, f"{APP_ID}.ico")
+
+
+def gui_program() -> tuple[str, str]:
+    """The program and arguments a shortcut starts: the ``tkshm-gui.exe`` that pip made for
+    the Python running us (beside ``python.exe`` in a venv, in ``Scripts`` otherwise, or in the
+    user's ``Scripts`` after ``pip install --user``); else ``pythonw.exe -m tkshm gui``.
+    Both are GUI programs: Windows opens no console for them."""
+    here = os.path.dirname(os.path.abspath(sys.executable))
+    for folder in (here, sysconfig.get_path("scripts"), sysconfig.get_path("scripts", f"{os.name}_user")):
+        program = os.path.join(folder, "tkshm-gui.exe")
+        if os.path.isfile(program):
+            return program, ""
+    pythonw = os.path.join(here, "pythonw.exe")
+    return (pythonw if os.path.isfile(pythonw) else os.path.abspath(sys.executable)), "-m tkshm gui"
+
+
+def _install_shortcut(home: str | None = None) -> list[str]:
+    """Write the icon and the Start-menu shortcut; return the paths written."""
+    from PIL import Image
+
+    link, icon = shortcut_path(home), ico_path(home)
+    os.makedirs(os.path.dirname(icon), exist_ok=True)
+    with Image.open(asset("tkshm.png")) as picture:
+        picture.save(icon, sizes=ICO_SIZES)
+    os.makedirs(os.path.dirname(link), exist_ok=True)
+    program, arguments = gui_program()
+    temporary = link + ".tmp"  # not a .lnk: the Start menu never shows a half-written link
+    _save_shell_link(temporary, program, arguments, icon)
+    os.replace(temporary, link)
+    return [link, icon]
+
+
+def _uninstall_shortcut(home: str | None = None) -> list[str]:
+    """Remove the shortcut and the icon if present (and our folder, once empty)."""
+    removed = _remove(shortcut_path(home), ico_path(home))
+    folder = os.path.dirname(ico_path(home))
+    if os.path.isdir(folder) and not os.listdir(folder):
+        os.rmdir(folder)
+    return removed
+
+
+# The platform is decided once, here.
+if sys.platform == "win32":  # pragma: no cover - runs only on Windows
+    WHAT: Final = "Start-menu shortcut"
+
+    def _save_shell_link(path: str, program: str, arguments: str, icon: str) -> None:
+        import pythoncom
+        import pywintypes
+        from win32com.shell import shell
+
+        try:
+            pythoncom.CoInitialize()  # COM, once per thread; a second call is a no-op
+            link: Any = pythoncom.CoCreateInstance(  # an IShellLink; the stubs say only IUnknown
+                shell.CLSID_ShellLink, None, pythoncom.CLSCTX_INPROC_SERVER, shell.IID_IShellLink
+            )
+            link.SetPath(program)
+            link.SetArguments(arguments)
+            link.SetDescription(COMMENT)
+            link.SetIconLocation(icon, 0)
+            link.SetWorkingDirectory(os.path.expanduser("~"))  # where the Load dialog starts
+            link.QueryInterface(pythoncom.IID_IPersistFile).Save(path, 0)
+        except pywintypes.com_error as exc:
+            # An HRESULT of facility 7 wraps a Win32 error code: OSError maps it (5 -> PermissionError).
+            hresult, strerror = exc.args[0] & 0xFFFFFFFF, exc.args[1]
+            winerror = hresult & 0xFFFF if hresult >> 16 == 0x8007 else None
+            raise OSError(None, strerror, path, winerror) from exc
+
+    install, uninstall = _install_shortcut, _uninstall_shortcut
+else:
+    WHAT: Final = "desktop entry"
+
+    def _save_shell_link(path: str, program: str, arguments: str, icon: str) -> None:
+        raise OSError(None, "Shell links (.lnk files) exist only on Windows.", path)
+
+    install, uninstall = _install_xdg, _uninstall_xdg

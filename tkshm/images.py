@@ -6,6 +6,7 @@ and where every way a file can be wrong becomes an :class:`ImageError` with a se
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import stat
@@ -109,8 +110,10 @@ def load_image(path: str | os.PathLike[str]) -> LoadedImage:
                 # closed by _open_regular_file; a converted original is freed on return.
                 opened = Image.open(file)
                 _check_size(opened, name)
-                frame_count = getattr(opened, "n_frames", 1)
-                opened.seek(0)
+                # No seek(0): an image is opened at its first frame already, and formats
+                # that number frames from 1 (a layered PSD) or have no frames to seek
+                # (a SPIDER file that is not a stack) would refuse it.
+                frame_count = _frame_count(opened)
                 opened.load()
                 fmt = opened.format or "unknown"
                 # In place: a transposed copy would cost a full image for nothing in the
@@ -126,6 +129,14 @@ def load_image(path: str | os.PathLike[str]) -> LoadedImage:
             raise ImageTooLargeError(
                 f"{name} claims {what}, more than the {MAX_PIXELS:,} that tkshm decodes safely "
                 "(a decompression bomb?); it was not decoded.",
+                name,
+            ) from exc
+        except NotImplementedError as exc:
+            # Pillow knows the format but not this variant of it (a DirectDraw Surface in
+            # a pixel format it does not decode, say).
+            raise ImageError(
+                f"{name} uses a kind of its format that Pillow cannot decode ({exc}); "
+                "convert it to PNG first.",
                 name,
             ) from exc
         except MemoryError as exc:
@@ -167,12 +178,28 @@ def _open_regular_file(name: str) -> Iterator[BinaryIO]:
             raise ImageError(f"{name} is not a regular file (a pipe or a device?); choose an image.", name)
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
-        file = os.fdopen(fd, "rb")
+        raw = io.FileIO(fd, "rb")
     except BaseException:
         os.close(fd)
         raise
-    with file:
+    # A file opened from a descriptor is *named* by that number. Pillow's EPS plugin hands
+    # ``name`` to Ghostscript as a path when it exists, and ``os.path.exists(3)`` is true
+    # (descriptor 3 is open): "expected str, bytes or os.PathLike object, not int". Without
+    # a name, Pillow copies the bytes it reads through our descriptor to a temporary file
+    # for Ghostscript instead: the data still comes from the regular file checked above,
+    # never from whatever the path might name by then.
+    del raw.name
+    with io.BufferedReader(raw) as file:
         yield file
+
+
+def _frame_count(image: Image.Image) -> int:
+    """How many frames a viewer of the first one should mention (1 if it is the only one)."""
+    if image.format == "PSD":
+        # A layered Photoshop file counts its layers as frames 1..n; what it opens at is the
+        # composite of all of them, the picture itself, not a first frame of several.
+        return 1
+    return int(getattr(image, "n_frames", 1))
 
 
 def _check_size(image: Image.Image, name: str) -> None:

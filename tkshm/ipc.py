@@ -525,7 +525,15 @@ def read_image(key: str = DEFAULT_KEY, timeout: float = DEFAULT_TIMEOUT) -> Imag
 
 
 def info(key: str = DEFAULT_KEY, timeout: float = DEFAULT_TIMEOUT) -> SegmentInfo:
-    """The header of the segment under ``key``, read under the shared lock."""
+    """The header of the segment under ``key``, read under the shared lock.
+
+    Read-only, also for an orphan (every holder gone): it is reported as it is, with
+    ``in_use`` False, and left for ``clean`` or the next attach or create to remove -- where
+    attaching, as :func:`read_image` does, would remove it and then find nothing.
+    """
+    for found in _listed(native_name(key)):  # probes presence without waiting, removes nothing
+        if not found.in_use:
+            return replace(found, key=key)
     with Segment.attach(key) as segment:
         return segment.info(timeout=timeout)
 
@@ -537,8 +545,14 @@ def list_segments() -> list[SegmentInfo]:
     such, and ``clean`` or the next attach or create removes it. A segment being written
     right now is listed as ``writing``; a file still being created as ``temporary``.
     """
+    return _listed(None)
+
+
+def _listed(only: str | None) -> list[SegmentInfo]:
+    """The segments :func:`list_segments` reports; with ``only``, just the one of that name."""
     found: list[SegmentInfo] = []
-    for name, path, size, in_use, page in _backend.list_entries():
+    for name, path, size, in_use, page in _backend.list_entries(only):
+        trace.step("list: %s is %s", path, "in use" if in_use else "orphaned: no process is attached to it")
         if page is None:  # a writer holds the lock (or, on Windows, only a lock file is left)
             state, key = ("writing" if in_use else "gone"), None
         else:
