@@ -19,7 +19,8 @@ promise holds on Windows too, the test proves it there with Windows' own means:
   there (see ``commands.Running.stop``). test_windows_habits.py gives ``put`` a console of its
   own to test Ctrl+C.
 
-A test that needs one of these asks this module, never ``sys.platform`` itself.
+Tests ask this module, not ``sys.platform`` (test_windows_habits.py, about Windows alone, has
+its own check).
 """
 
 from __future__ import annotations
