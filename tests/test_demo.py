@@ -223,8 +223,8 @@ def load_the_sample(demo: Demo, left: Rect) -> None:
     demo.out.wait_for(r"SHOWN source=file gen=1 quality=fine ms=[\d.]+", mark)
 
 
-@SIGNALS
 @needs_xdotool
+@SIGNALS  # nearest, so that its reason is the one reported on Windows
 def test_demo_windows_side_by_side_share_the_sample_and_ctrl_c_closes_both_and_removes_the_segment(
     demos: list[Demo], isolated_dir: str
 ) -> None:
@@ -262,8 +262,8 @@ def test_demo_windows_side_by_side_share_the_sample_and_ctrl_c_closes_both_and_r
     wait_until(no_traced_windows, "both windows to go")
 
 
-@SIGNALS
 @needs_xdotool
+@SIGNALS
 def test_sigterm_to_the_demo_alone_closes_both_windows_and_removes_the_segment(
     demos: list[Demo], isolated_dir: str
 ) -> None:
