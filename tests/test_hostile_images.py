@@ -7,9 +7,10 @@ exactly as it was. Decompression bombs must be refused before anything large is 
 Odd-but-valid files (16-bit, CMYK, palette with transparency, animated, EXIF-rotated) must
 be published and read back looking right.
 
-POSIX only, and skipped on Windows with the reason: a named pipe (FIFO) as the file, a file its
-owner may not read (mode 000, read as another user), and the address-space cap (RLIMIT_AS,
-/proc) that proves a bomb is refused before any large allocation.
+POSIX only, and skipped on Windows with the reason: a named pipe (FIFO) as the file and a file
+its owner may not read (mode 000, read as another user). A bomb is proved refused before any
+large allocation under a memory cap: RLIMIT_AS on Linux, a job object's limit on Windows (which
+Wine ignores, so the test skips there).
 """
 
 from __future__ import annotations
@@ -201,21 +202,26 @@ def test_cli_put_of_bad_file_fails_in_one_line_and_leaves_segment_untouched(
     assert_untouched(published)
 
 
-@posix_only("caps the address space with RLIMIT_AS, measured in /proc/self/status")
-def test_bomb_is_refused_before_any_large_allocation(corpus: Path) -> None:
-    """Decode every bomb in a process whose address space is capped a little above what it
-    already uses: any attempt to allocate a frame (gigabytes) would fail with MemoryError,
-    which load_image reports differently. A control allocation proves the cap bites."""
-    pytest.importorskip("resource")
-    script = r"""
-import json, resource, sys
-from tkshm.errors import ImageTooLargeError
-from tkshm.images import load_image
-import PIL.Image, PIL.PngImagePlugin, PIL.BmpImagePlugin, PIL.GifImagePlugin
+# How the child caps its memory a little above what it already uses: the address space
+# (RLIMIT_AS, measured in /proc) on Linux; on Windows a job object's limit on committed memory.
+_CAP_POSIX = r"""
+import resource
 status = open("/proc/self/status").read()
 vm_kb = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmSize:")))
 limit = vm_kb * 1024 + (96 << 20)
 resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+"""
+_CAP_WINDOWS = r"""
+import win32api, win32job, win32process
+used = win32process.GetProcessMemoryInfo(win32api.GetCurrentProcess())["PagefileUsage"]
+job = win32job.CreateJobObject(None, "")
+limits = win32job.QueryInformationJobObject(job, win32job.JobObjectExtendedLimitInformation)
+limits["BasicLimitInformation"]["LimitFlags"] |= win32job.JOB_OBJECT_LIMIT_PROCESS_MEMORY
+limits["ProcessMemoryLimit"] = used + (96 << 20)
+win32job.SetInformationJobObject(job, win32job.JobObjectExtendedLimitInformation, limits)
+win32job.AssignProcessToJobObject(job, win32api.GetCurrentProcess())
+"""
+_DECODE_BOMBS = r"""
 out = {}
 for path in sys.argv[1:]:
     try:
@@ -232,13 +238,30 @@ except MemoryError:
     out["control"] = "MemoryError"
 print(json.dumps(out))
 """
+
+
+def test_bomb_is_refused_before_any_large_allocation(corpus: Path) -> None:
+    """Decode every bomb in a process whose memory is capped a little above what it already
+    uses: any attempt to allocate a frame (gigabytes) would fail with MemoryError, which
+    load_image reports differently. A control allocation proves the cap bites."""
+    script = (
+        "import json, sys\n"
+        "from tkshm.errors import ImageTooLargeError\n"
+        "from tkshm.images import load_image\n"
+        "import PIL.Image, PIL.PngImagePlugin, PIL.BmpImagePlugin, PIL.GifImagePlugin\n"
+        + (_CAP_WINDOWS if WINDOWS else _CAP_POSIX)
+        + _DECODE_BOMBS
+    )
     paths = [str(corpus / name) for name in BOMB_NAMES]
     run = subprocess.run(
         [sys.executable, "-c", script, *paths], capture_output=True, text=True, timeout=DEADLINE, check=False
     )
     assert run.returncode == 0, run.stderr
     results = json.loads(run.stdout)
-    assert results.pop("control") == "MemoryError"
+    control = results.pop("control")
+    if WINDOWS and control != "MemoryError":  # Wine 8 accepts the job's limit but ignores it
+        pytest.skip(f"a job object's memory limit does not bite here: {control}")
+    assert control == "MemoryError"
     for path in paths:
         assert results[path].startswith("too large: ") and "not decoded" in results[path], (
             path,
