@@ -25,9 +25,9 @@ from peer import wait_until
 from watch import DEADLINE, Lines, click, xdotool
 
 from tkshm import ipc
-from tkshm.app import MIN_WINDOW  # the window's root.minsize: Tk grows a smaller one
 from tkshm.cli import build_parser
 from tkshm.demo import side_by_side
+from tkshm.window.dialog import MIN_WINDOW  # the window's root.minsize: Tk grows a smaller one
 
 GEOMETRY = re.compile(r"(\d+)x(\d+)\+(\d+)\+(\d+)")
 TRACE = re.compile(r"\d\d:\d\d:\d\d\.\d{3} tkshm\[(\d+)\] (.+)")

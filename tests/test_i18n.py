@@ -79,7 +79,7 @@ def test_gnu_msgfmt_accepts_the_po_and_agrees_with_our_compiler(tmp_path: Path) 
 def test_system_locale_chooses_the_language(
     monkeypatch: pytest.MonkeyPatch, environment: dict[str, str], expected: str
 ) -> None:
-    from tkshm.app import translation
+    from tkshm.i18n import translation
 
     for name in ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG"):
         monkeypatch.delenv(name, raising=False)
@@ -91,6 +91,6 @@ def test_system_locale_chooses_the_language(
 
 
 def test_catalogue_directory_is_inside_the_package() -> None:
-    from tkshm import app
+    from tkshm import i18n
 
-    assert os.path.samefile(app.LOCALE_DIR, LOCALE)
+    assert os.path.samefile(i18n.LOCALE_DIR, LOCALE)
