@@ -31,7 +31,10 @@ from tkshm.window.dialog import MIN_WINDOW  # the window's root.minsize: Tk grow
 
 GEOMETRY = re.compile(r"(\d+)x(\d+)\+(\d+)\+(\d+)")
 TRACE = re.compile(r"\d\d:\d\d:\d\d\.\d{3} tkshm\[(\d+)\] (.+)")
-INTRO = re.compile(r"Two windows on key '(demo-[0-9a-f]{6})': processes (\d+) \(left\) and (\d+) \(right\)\.")
+INTRO = re.compile(
+    r"Two windows on key '(demo-[0-9a-f]{6})': process (\d+) on the left publishes, "
+    r"process (\d+) on the right displays\."
+)
 T = TypeVar("T")
 
 Rect = tuple[int, int, int, int]  # x, y, width, height
@@ -225,14 +228,17 @@ def test_demo_windows_side_by_side_share_the_sample_and_ctrl_c_closes_both_and_r
     demo, left, right = start_demo(demos)
     first = demo.out.seen.index(demo.out.wait_for(INTRO.pattern).group(0))
     assert demo.out.seen[first : first + 5] == [  # one print: the lines arrive together
-        f"Two windows on key {demo.key!r}: processes {demo.left_pid} (left) and {demo.right_pid} (right).",
+        f"Two windows on key {demo.key!r}: process {demo.left_pid} on the left publishes, "
+        f"process {demo.right_pid} on the right displays.",
         "Left: press Load Image From File... and open the sample image.",
         "Right: press Display Image From Shared Memory.",
         "Each step of the protocol is printed below and in each window's trace pane.",
         "Close both windows, or press Ctrl+C here, to end the demo.",
     ]
-    for pid in (demo.left_pid, demo.right_pid):  # traced windows are named as their trace lines
-        assert f"SharedMemory Example \u00b7 tkshm[{pid}]" in xdotool("getwindowname", demo.window(pid))
+    for pid, role in ((demo.left_pid, "publishes"), (demo.right_pid, "displays")):
+        # each window says its role, and is named as its trace lines name it
+        title = f"SharedMemory Example \u00b7 {role} \u00b7 tkshm[{pid}]"
+        assert title in xdotool("getwindowname", demo.window(pid))
 
     load_the_sample(demo, left)
     mark = len(demo.out.seen)

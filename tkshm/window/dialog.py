@@ -163,11 +163,19 @@ class Dialog:
         # Tk wraps text at a fixed width: follow the widgets' actual width.
         for text in (self.label, self.status):
             text.bind("<Configure>", lambda e: e.widget.configure(wraplength=max(50, e.width - 4)))
-        texts = lambda: (self.label, self.status, self.trace_pane.text, self.follow_check,  # noqa: E731
-                         self.trace_check, self.load_button, self.display_button)  # fmt: skip
-        Tooltip(self.load_button, tr("Load an image from a file and publish it (Ctrl+O)"), texts)
-        Tooltip(self.display_button, tr("Copy the image out of shared memory and show it (Ctrl+D)"), texts)
-        Tooltip(self.trace_check, tr("Each step of the shared memory protocol, as it happens (F6)"), texts)
+        texts: list[tk.Misc] = [self.label, self.status, self.trace_pane.text, self.follow_check]
+        texts += [self.trace_check, self.load_button, self.display_button]  # their words too
+        self.tooltips = {
+            "load_button": Tooltip(
+                self.load_button, tr("Load an image from a file and publish it (Ctrl+O)"), texts
+            ),
+            "display_button": Tooltip(
+                self.display_button, tr("Copy the image out of shared memory and show it (Ctrl+D)"), texts
+            ),
+            "trace_check": Tooltip(
+                self.trace_check, tr("Each step of the shared memory protocol, as it happens (F6)"), texts
+            ),
+        }
         self._trace_toggled()
 
         for letter in "oO":  # with or without Caps Lock

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tkinter as tk
 import tkinter.font as tkfont
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Final
 
 TOOLTIP_DELAY_MS: Final = 600
@@ -31,10 +31,10 @@ class Tooltip:
     """A small yellow note near a widget while the pointer rests on it.
 
     It goes below the widget, or above it, or else outside the window: wherever it covers
-    none of the widgets that ``protected()`` names -- the window's own text.
+    none of the ``protected`` widgets -- the window's own text.
     """
 
-    def __init__(self, widget: tk.Widget, text: str, protected: Callable[[], Sequence[tk.Misc]]) -> None:
+    def __init__(self, widget: tk.Widget, text: str, protected: Sequence[tk.Misc]) -> None:
         self.widget, self.text, self._protected = widget, text, protected
         self._after: str | None = None
         self.tip: tk.Toplevel | None = None
@@ -66,7 +66,7 @@ class Tooltip:
         below, above = w.winfo_rooty() + w.winfo_height() + 4, w.winfo_rooty() - height - 4
         outside_below = top.winfo_rooty() + top.winfo_height() + 4
         outside_above = top.winfo_rooty() - height - 4
-        guarded = [screen_rect(p) for p in self._protected() if p is not w and p.winfo_ismapped()]
+        guarded = [screen_rect(p) for p in self._protected if p is not w and p.winfo_ismapped()]
         for y in (below, above, outside_below, outside_above):
             if not any(overlap((x, y, width, height), rect) for rect in guarded):
                 return x, y
