@@ -22,5 +22,6 @@ back through a ``queue.Queue`` that the main thread drains from an ``after()`` c
 
 For end-to-end tests, ``TKSHM_TEST_EVENTS=1`` makes the window print what it does to
 stdout, one line per event: ``READY``, ``GEOM <widget> X Y [W H]``, ``LABEL <text>``,
-``SHOWN source=file|shm gen=N quality=draft|fine ms=T``, ``CLEARED``.
+``CONTROL PID NAME X Y W H``, ``SHOWN source=file|shm gen=N quality=draft|fine ms=T``,
+``CLEARED``.
 """

@@ -306,7 +306,8 @@ class Dialog:
 
     def announce_geometry(self) -> None:
         """Print where the buttons are on screen (for tests that click with xdotool), and the
-        rectangle of every control (for tests that check they all show)."""
+        rectangle of every control (``CONTROL PID NAME X Y W H``, for tests that check that
+        they all show)."""
         self.root.update_idletasks()
         for name, widget in (("load_button", self.load_button), ("display_button", self.display_button)):
             x = widget.winfo_rootx() + widget.winfo_width() // 2
@@ -314,7 +315,7 @@ class Dialog:
             self._event(f"GEOM {name} {x} {y}")
         rects = {"window": screen_rect(self.root)} | {n: screen_rect(w) for n, w in self.controls().items()}
         for name, rect in rects.items():
-            self._event("CONTROL {} {} {} {} {}".format(name, *rect))
+            self._event("CONTROL {} {} {} {} {} {}".format(os.getpid(), name, *rect))
 
     def error_sentence(self, error: Exception) -> str:
         """Turn any failure into a sentence for the label, in the window's language."""
