@@ -20,6 +20,7 @@ from tk_fixtures import App, make_photo, pump
 from tkshm import ipc
 from tkshm.window.dialog import DEFAULT_SIZE, MIN_WINDOW
 from tkshm.window.status import describe, milliseconds, number, size
+from tkshm.window.tracepane import unbreakable
 from tkshm.window.widgets import Rect, overlap, screen_rect
 
 NOT_ATTACHED = "Unable to attach to shared memory segment.\nLoad an image first."
@@ -369,3 +370,13 @@ def test_a_closed_window_is_freed_without_the_garbage_collector(tk_root: tk.Tk, 
     finally:
         gc.enable()
     peer.call("detach", key=key)
+
+
+def test_the_trace_pane_keeps_numbers_with_their_units() -> None:
+    line = "copied 4,096,000 bytes (1280x800, generation 1) out of the segment in 14.1 ms"
+    assert unbreakable(line) == (
+        f"copied 4,096,000{NBSP}bytes (1280x800, generation 1) out of the segment in 14.1{NBSP}ms"
+    )
+    assert unbreakable("lock not granted after 5 s: another process holds it") == (
+        f"lock not granted after 5{NBSP}s: another process holds it"
+    )

@@ -123,7 +123,7 @@ class Dialog:
         self.load_button.grid(row=0, column=0, sticky="ew")
 
         self.label = ttk.Label(outer, anchor="w", justify="left", wraplength=MIN_WINDOW[0] - 20)
-        self.label.grid(row=1, column=0, sticky="ew", pady=(8, 4))
+        self.label.grid(row=1, column=0, sticky="new", pady=(8, 4))
 
         # The picture and the trace pane share this row through a draggable divider; it is
         # the only row with weight, so it is the only one that shrinks.
@@ -131,7 +131,7 @@ class Dialog:
         self.paned.grid(row=2, column=0, sticky="nsew")
         outer.rowconfigure(2, weight=1)
         self.picture_area = PictureArea(self.paned, self)
-        self.paned.add(self.picture_area.frame, weight=3)
+        self.paned.add(self.picture_area.frame, weight=1)
         self.trace_pane = TracePane(self.paned)
 
         self.display_button = ttk.Button(
@@ -158,7 +158,9 @@ class Dialog:
         self.checks.bind("<Configure>", self._place_checks)
 
         self.status = tk.Label(outer, anchor="nw", justify="left", foreground="#444")
-        self.status.grid(row=5, column=0, sticky="ew", pady=(2, 0))
+        self.status.grid(row=5, column=0, sticky="new", pady=(2, 0))
+        self._outer = outer
+        self._reserve_text_rows()
 
         # Tk wraps text at a fixed width: follow the widgets' actual width.
         for text in (self.label, self.status):
@@ -217,6 +219,14 @@ class Dialog:
             "loaded image from shared memory."
         )
 
+    def _reserve_text_rows(self) -> None:
+        """Two lines at least for the message and the status line: a one-line message after
+        a two-line one must not make the picture jump."""
+        for row, widget, padding in ((1, ttk.Label, 12), (5, tk.Label, 2)):
+            probe = widget(self._outer, text="1\n2")
+            self._outer.rowconfigure(row, minsize=probe.winfo_reqheight() + padding)
+            probe.destroy()
+
     def _place_checks(self, event: Any = None) -> None:
         """Side by side when they fit, one under the other when the window is narrow."""
         fits = self.follow_check.winfo_reqwidth() + self.trace_check.winfo_reqwidth() + 12
@@ -230,6 +240,7 @@ class Dialog:
     def set_zoom(self, factor: float) -> None:
         """Scale every font (Ctrl+plus, Ctrl+minus, Ctrl+0; ``--zoom``)."""
         self.zoom.set(factor)
+        self._reserve_text_rows()
         self.root.update_idletasks()
         widest = max(w.winfo_reqwidth() for w in (self.load_button, self.display_button, self.trace_check))
         self.root.minsize(
@@ -254,10 +265,9 @@ class Dialog:
         frame = self.trace_pane.frame
         shown = str(frame) in (str(pane) for pane in self.paned.panes())  # type: ignore[no-untyped-call]
         if self.trace_var.get() and not shown:
-            self.paned.add(frame, weight=2)
+            self.paned.add(frame, weight=1)  # half the room each; the divider moves it
             self.root.update_idletasks()
-            # the picture above, larger than the trace below
-            self.paned.sashpos(0, self.paned.winfo_height() * 3 // 5)  # type: ignore[no-untyped-call]
+            self.paned.sashpos(0, self.paned.winfo_height() // 2)  # type: ignore[no-untyped-call]
             self.trace_pane.text.see("end")
         elif not self.trace_var.get() and shown:
             self.paned.forget(frame)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging.handlers
 import queue
+import re
 import tkinter as tk
 from tkinter import ttk
 from typing import Final
@@ -20,6 +21,13 @@ from .. import trace
 # loop sleeps in C until an event arrives, so without it Ctrl+C would wait for a mouse move.
 TRACE_POLL_MS: Final = 50
 TRACE_LINES: Final = 2000
+# A number and its unit stay on one line when the pane wraps: joined by a no-break space.
+_QUANTITY: Final = re.compile(r"(?<=\d) (?=(?:ms|s|bytes|MB)\b)")
+
+
+def unbreakable(line: str) -> str:
+    """``copied 4,096,000 bytes in 2.8 ms`` with no-break spaces before the units."""
+    return _QUANTITY.sub("\u00a0", line)
 
 
 class TracePane:
@@ -48,7 +56,7 @@ class TracePane:
         lines = []
         while True:
             try:
-                lines.append(self._lines.get_nowait().getMessage())
+                lines.append(unbreakable(self._lines.get_nowait().getMessage()))
             except queue.Empty:
                 break
         if lines:
@@ -63,8 +71,8 @@ class TracePane:
         self._after = self.frame.after(TRACE_POLL_MS, self._drain)
 
     def content(self) -> str:
-        """What the pane shows (for tests)."""
-        return str(self.text.get("1.0", "end-1c"))
+        """What the pane shows, as the trace said it (for tests)."""
+        return str(self.text.get("1.0", "end-1c")).replace("\u00a0", " ")
 
     def stop(self) -> None:
         if self._after is not None:
