@@ -2,7 +2,7 @@
 display, buttons clicked with xdotool, a path typed into the real Tk file dialog, and the
 pixels of both image areas compared from a screenshot.
 
-The windows print what they do to stdout (``TKSHM_TEST_EVENTS=1``, see tkshm/app.py); a
+The windows print what they do to stdout (``TKSHM_TEST_EVENTS=1``, see tkshm/window/__init__.py); a
 reader thread per window feeds a queue, so every wait has a deadline. There is no window
 manager on Xvfb: ``--geometry`` places the windows exactly, and keyboard focus follows the
 pointer unless set with ``xdotool windowfocus --sync``.

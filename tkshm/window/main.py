@@ -33,15 +33,9 @@ def run(
         blocks.set_blocks_max(12)
     root = tk.Tk(className="tkshm")
     app = Dialog(
-        root,
-        key=key,
-        lang=lang,
-        show_trace=show_trace,
-        suggest=suggest,
-        geometry=geometry,
-        zoom=zoom,
-        role=role,
-    )
+        root, key=key, lang=lang, geometry=geometry, show_trace=show_trace, suggest=suggest,
+        zoom=zoom, role=role,
+    )  # fmt: skip
 
     def request_close(signum: int, frame: object) -> None:
         # Once is enough: a second Ctrl+C (the demo passes one on, and the terminal sends
