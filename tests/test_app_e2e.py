@@ -99,6 +99,9 @@ def test_two_windows_share_an_image_and_the_second_notices_when_the_first_is_kil
     click(second.point("display_button"))
     second.wait_for(r"SHOWN source=shm gen=1 quality=fine ms=[\d.]+")
     second_area = second.wait_for(r"GEOM image (\d+) (\d+) (\d+) (\d+)")
+    # The buttons' places after the picture (a longer status line can move them): read them
+    # before clicking again.
+    second.wait_for(r"GEOM display_button \d+ \d+")
 
     shot = ImageGrab.grab(xdisplay=os.environ.get("DISPLAY"))
     left, right = image_area(shot, first_area), image_area(shot, second_area)
