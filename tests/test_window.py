@@ -242,11 +242,14 @@ def test_turning_follow_off_as_the_last_holder_says_the_segment_was_removed(
 
 
 # -- 4. tooltips and the status line --------------------------------------------------------
-@pytest.mark.parametrize("traced", [False, True], ids=["plain", "trace-pane"])
+@pytest.mark.parametrize(
+    ("traced", "place"), [(False, "+0+100"), (True, "+0+100"), (False, "+0+0")],
+    ids=["plain", "trace-pane", "at-the-top-of-the-screen"],
+)  # fmt: skip
 def test_tooltips_never_cover_the_windows_text(
-    make_app: AppFactory, big_photo: Path, monkeypatch: pytest.MonkeyPatch, traced: bool
+    make_app: AppFactory, big_photo: Path, monkeypatch: pytest.MonkeyPatch, traced: bool, place: str
 ) -> None:
-    app = make_app(show_trace=traced, geometry="560x620+0+100")  # room above and below the window
+    app = make_app(show_trace=traced, geometry=f"560x620{place}")
     monkeypatch.setattr(tk.filedialog, "askopenfilename", lambda **options: str(big_photo))
     app.load_button.invoke()
     pump(app.root, showing(app, "file"), what="the loaded image and its message")
@@ -262,6 +265,8 @@ def test_tooltips_never_cover_the_windows_text(
         assert tooltip.tip is not None
         tip = screen_rect(tooltip.tip)
         assert tip[2] > 20 and tip[3] > 10, tip
+        on_screen = tip[1] >= 0 and tip[1] + tip[3] <= app.root.winfo_screenheight()
+        assert on_screen, f"the tooltip of {name} {tip} is off the screen"
         covered = [other for other, rect in texts.items() if other != name and overlap(tip, rect)]
         assert covered == [], f"the tooltip of {name} {tip} covers {covered}"
         tooltip.hide()

@@ -67,10 +67,12 @@ class Tooltip:
         outside_below = top.winfo_rooty() + top.winfo_height() + 4
         outside_above = top.winfo_rooty() - height - 4
         guarded = [screen_rect(p) for p in self._protected if p is not w and p.winfo_ismapped()]
+        screen = w.winfo_screenheight()
         for y in (below, above, outside_below, outside_above):
-            if not any(overlap((x, y, width, height), rect) for rect in guarded):
+            on_screen = y >= 0 and y + height <= screen
+            if on_screen and not any(overlap((x, y, width, height), rect) for rect in guarded):
                 return x, y
-        return x, outside_below
+        return x, below  # no free spot on this screen: at least it is seen
 
     def hide(self, event: object = None) -> None:
         if self._after is not None:
