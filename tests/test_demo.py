@@ -82,6 +82,9 @@ def test_demo_takes_a_fresh_key_unless_given_one_and_is_always_traced() -> None:
     assert parser.parse_args(["demo", "--key", "lesson"]).key == "lesson"
     assert parser.parse_args(["--key", "lesson", "demo"]).key == "lesson"
     parser.parse_args(["demo", "--trace"])  # accepted, like everywhere else: the demo always traces
+    assert parser.parse_args(["demo", "--zoom", "1.5"]).zoom == 1.5  # passed on to both windows
+    window = parser.parse_args(["gui", "--zoom", "2", "--role", "display"])
+    assert (window.zoom, window.role) == (2.0, "display")
 
 
 # ---------------------------------------------------------------------------- end to end
