@@ -101,6 +101,87 @@ class Dialog:
         self.set_message(self._first_message())
         self.set_status(self.tr("Key: {key}").format(key=self.key))
 
+    # -- the two buttons -------------------------------------------------------------------
+    def load_from_file(self) -> None:
+        """Ask for a file, decode it on the worker, publish it, and show it.
+
+        Publishing overwrites whatever is in the segment (growing it if needed), so any
+        window may load an image; this window then stays attached, which keeps the image
+        alive after the dialog that loaded it is the only holder left.
+        """
+        if self.closed:
+            return
+        previous = self.label.cget("text")
+        self.set_message(self.tr("Select an image file"))
+        where = {}
+        if self.suggest:  # tkshm demo: the sample image is ready to load
+            where = {
+                "initialdir": os.path.dirname(self.suggest),
+                "initialfile": os.path.basename(self.suggest),
+            }
+        path = filedialog.askopenfilename(
+            parent=self.root, title=self.tr("Open Image"), filetypes=self._file_types(), **where
+        )
+        if not path:  # cancelled: Tk returns "" or () -- nothing changes, no error
+            self.set_message(str(previous))
+            return
+        self.started = time.perf_counter()
+        self.set_message(self.tr("Loading {name}...").format(name=os.path.basename(path)))
+        self.submit(lambda: self._load_and_publish(path), self.show_picture, self.failed)
+
+    def _load_and_publish(self, path: str) -> Picture:  # worker thread
+        loaded = load_image(path)
+        if self._published is None or not self._published.is_attached:
+            width, height = loaded.image.size
+            self._published = ipc.Segment.create(self.key, width * height * BYTES_PER_PIXEL)
+        info = self._published.write_image(loaded.image)
+        return Picture(
+            loaded.image, "file", info.generation, self._published.last_stats, os.path.basename(path),
+            loaded.frame_count,
+        )  # fmt: skip
+
+    def display_from_shared_memory(self) -> None:
+        """Attach, lock, copy out, unlock, detach -- on the worker -- then show the copy.
+
+        In two steps, so the picture appears at once: a preview sampled straight from the
+        mapping (well under a millisecond for 4K) is shown first; then the full copy, kept
+        for re-fitting when the window is resized, replaces it with a smooth picture.
+        """
+        if self.closed:
+            return
+        self.started = time.perf_counter()
+        box = self.picture_area.size()
+        self.submit(lambda: self._read_preview(box), self._preview_ready, self.failed)
+
+    def _read_preview(self, box: tuple[int, int]) -> tuple[ipc.Segment, Picture]:  # worker thread
+        segment = ipc.Segment.attach(self.key)
+        try:
+            return segment, sample(segment, box, "display")
+        except BaseException:
+            segment.detach()
+            raise
+
+    def _preview_ready(self, result: tuple[ipc.Segment, Picture]) -> None:
+        segment, picture = result
+        self.show_picture(picture)
+        if picture.complete:  # a small image: the preview is the image
+            self.submit(segment.detach, lambda removed: None, self.failed)
+            return
+        token = self.picture_area.token
+        self.submit(lambda: self._read_full(segment), lambda full: self.full_ready(token, full), self.failed)
+
+    @staticmethod
+    def _read_full(segment: ipc.Segment) -> Picture:  # worker thread
+        try:
+            return copy_full(segment, "display")
+        finally:
+            segment.detach()
+
+    def _file_types(self) -> list[tuple[str, str | tuple[str, ...]]]:
+        Image.init()
+        readable = sorted(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN)
+        return [(self.tr("Images"), tuple(f"*{ext}" for ext in readable)), (self.tr("All files"), "*")]
+
     # -- widgets ---------------------------------------------------------------------------
     def _build(self, show_trace: bool) -> None:
         root, tr = self.root, self.tr
@@ -371,87 +452,6 @@ class Dialog:
             self._event("CLEARED")
         self.set_message(text)
         self.set_status(self.tr("Key: {key}").format(key=self.key))
-
-    # -- the two buttons -------------------------------------------------------------------
-    def load_from_file(self) -> None:
-        """Ask for a file, decode it on the worker, publish it, and show it.
-
-        Publishing overwrites whatever is in the segment (growing it if needed), so any
-        window may load an image; this window then stays attached, which keeps the image
-        alive after the dialog that loaded it is the only holder left.
-        """
-        if self.closed:
-            return
-        previous = self.label.cget("text")
-        self.set_message(self.tr("Select an image file"))
-        where = {}
-        if self.suggest:  # tkshm demo: the sample image is ready to load
-            where = {
-                "initialdir": os.path.dirname(self.suggest),
-                "initialfile": os.path.basename(self.suggest),
-            }
-        path = filedialog.askopenfilename(
-            parent=self.root, title=self.tr("Open Image"), filetypes=self._file_types(), **where
-        )
-        if not path:  # cancelled: Tk returns "" or () -- nothing changes, no error
-            self.set_message(str(previous))
-            return
-        self.started = time.perf_counter()
-        self.set_message(self.tr("Loading {name}...").format(name=os.path.basename(path)))
-        self.submit(lambda: self._load_and_publish(path), self.show_picture, self.failed)
-
-    def _load_and_publish(self, path: str) -> Picture:  # worker thread
-        loaded = load_image(path)
-        if self._published is None or not self._published.is_attached:
-            width, height = loaded.image.size
-            self._published = ipc.Segment.create(self.key, width * height * BYTES_PER_PIXEL)
-        info = self._published.write_image(loaded.image)
-        return Picture(
-            loaded.image, "file", info.generation, self._published.last_stats, os.path.basename(path),
-            loaded.frame_count,
-        )  # fmt: skip
-
-    def display_from_shared_memory(self) -> None:
-        """Attach, lock, copy out, unlock, detach -- on the worker -- then show the copy.
-
-        In two steps, so the picture appears at once: a preview sampled straight from the
-        mapping (well under a millisecond for 4K) is shown first; then the full copy, kept
-        for re-fitting when the window is resized, replaces it with a smooth picture.
-        """
-        if self.closed:
-            return
-        self.started = time.perf_counter()
-        box = self.picture_area.size()
-        self.submit(lambda: self._read_preview(box), self._preview_ready, self.failed)
-
-    def _read_preview(self, box: tuple[int, int]) -> tuple[ipc.Segment, Picture]:  # worker thread
-        segment = ipc.Segment.attach(self.key)
-        try:
-            return segment, sample(segment, box, "display")
-        except BaseException:
-            segment.detach()
-            raise
-
-    def _preview_ready(self, result: tuple[ipc.Segment, Picture]) -> None:
-        segment, picture = result
-        self.show_picture(picture)
-        if picture.complete:  # a small image: the preview is the image
-            self.submit(segment.detach, lambda removed: None, self.failed)
-            return
-        token = self.picture_area.token
-        self.submit(lambda: self._read_full(segment), lambda full: self.full_ready(token, full), self.failed)
-
-    @staticmethod
-    def _read_full(segment: ipc.Segment) -> Picture:  # worker thread
-        try:
-            return copy_full(segment, "display")
-        finally:
-            segment.detach()
-
-    def _file_types(self) -> list[tuple[str, str | tuple[str, ...]]]:
-        Image.init()
-        readable = sorted(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN)
-        return [(self.tr("Images"), tuple(f"*{ext}" for ext in readable)), (self.tr("All files"), "*")]
 
     # -- showing pictures ------------------------------------------------------------------
     def show_picture(self, picture: Picture) -> None:
