@@ -676,13 +676,13 @@ def bench_display(results: Results, workdir: str, key: str) -> None:
     nearest-neighbour *draft* (the first pixels on screen) and the smooth *fine* version.
     The file dialog is answered at once with the PNG, so the file row starts after the pick.
     """
-    if importlib.util.find_spec("tkshm.app") is None:
-        _note(results, "display: skipped: no window yet (tkshm/app.py does not exist)")
+    if importlib.util.find_spec("tkshm.window") is None:
+        _note(results, "display: skipped: no window yet (tkshm/window/ does not exist)")
         return
     try:
         import tkinter as tk
 
-        from tkshm import app as window
+        from tkshm.window import dialog as window
     except ImportError as exc:
         _note(results, f"display: skipped: the window cannot be imported ({exc})")
         return
@@ -698,10 +698,9 @@ def bench_display(results: Results, workdir: str, key: str) -> None:
         with ipc.publish(image, key):
             del image
             root = tk.Tk()
-            root.geometry(WINDOW_GEOMETRY)
             captured = io.StringIO()
             with redirect_stdout(captured):
-                app = window.App(root, key=key, events=True)
+                app = window.Dialog(root, key=key, events=True, geometry=WINDOW_GEOMETRY)
             original_dialog = window.filedialog.askopenfilename
             window.filedialog.askopenfilename = lambda **options: path  # the user picks our PNG at once
             try:

@@ -1,8 +1,9 @@
 """Make docs/images/demo.png: ``tkshm demo`` after one load and one display, as the tour shows.
 
-Starts its own Xvfb (1280x800, a classroom projector), runs the real ``tkshm demo``, presses
-Load in the left window and Enter in its file dialog (the sample is already selected), presses
-Display in the right window, and grabs the screen. Needs xvfb and xdotool.
+Starts its own Xvfb (1024x768, a classroom projector) with openbox as window manager (real
+title bars; without openbox, none), runs the real ``tkshm demo``, presses Load in the left
+window and Enter in its file dialog (the sample is already selected), presses Display in the
+right window, and grabs the screen. Needs xvfb and xdotool (and openbox).
 
     python scripts/demo_screenshot.py [--output docs/images/demo.png]
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +21,24 @@ import time
 from PIL import ImageGrab
 from screenshot import DEADLINE, ROOT, Lines, start_xvfb, xdotool
 
-SCREEN = (1280, 800)
+SCREEN = (1024, 768)
+
+
+def start_openbox(env: dict[str, str]) -> subprocess.Popen[bytes] | None:
+    """openbox on the display, once it says it manages the screen; None without openbox."""
+    if shutil.which("openbox") is None:
+        return None
+    for _ in range(5):  # now and then it cannot open a display that has just started
+        manager = subprocess.Popen(["openbox", "--sm-disable"], env=env, stderr=subprocess.DEVNULL)
+        end = time.monotonic() + DEADLINE
+        while manager.poll() is None and time.monotonic() < end:
+            check = ["xprop", "-root", "_NET_SUPPORTING_WM_CHECK"]
+            if "window id" in subprocess.run(check, env=env, capture_output=True, text=True).stdout:
+                return manager
+            time.sleep(0.05)  # polling the root window; a deadline bounds it
+        manager.kill()
+        manager.wait()
+    raise SystemExit("openbox did not start")
 
 
 def main() -> int:
@@ -28,6 +47,7 @@ def main() -> int:
     args = parser.parse_args()
     server, display = start_xvfb(*SCREEN)
     env = {**os.environ, "DISPLAY": display, "TKSHM_TEST_EVENTS": "1"}
+    manager = start_openbox(env)
     demo = subprocess.Popen(
         [sys.executable, "-m", "tkshm", "demo", "--lang", "en"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=ROOT,
@@ -59,6 +79,9 @@ def main() -> int:
     finally:
         if demo.poll() is None:
             demo.kill()
+        if manager is not None:
+            manager.terminate()
+            manager.wait()
         server.terminate()
         server.wait()
     return 0

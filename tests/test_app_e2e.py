@@ -2,7 +2,7 @@
 display, buttons clicked with xdotool, a path typed into the real Tk file dialog, and the
 pixels of both image areas compared from a screenshot.
 
-The windows print what they do to stdout (``TKSHM_TEST_EVENTS=1``, see tkshm/app.py); a
+The windows print what they do to stdout (``TKSHM_TEST_EVENTS=1``, see tkshm/window/__init__.py); a
 reader thread per window feeds a queue, so every wait has a deadline. There is no window
 manager on Xvfb: ``--geometry`` places the windows exactly, and keyboard focus follows the
 pointer unless set with ``xdotool windowfocus --sync``. POSIX-only: xdotool drives an X server's
@@ -104,6 +104,9 @@ def test_two_windows_share_an_image_and_the_second_notices_when_the_first_is_kil
     click(second.point("display_button"))
     second.wait_for(r"SHOWN source=shm gen=1 quality=fine ms=[\d.]+")
     second_area = second.wait_for(r"GEOM image (\d+) (\d+) (\d+) (\d+)")
+    # The buttons' places after the picture (a longer status line can move them): read them
+    # before clicking again.
+    second.wait_for(r"GEOM display_button \d+ \d+")
 
     shot = ImageGrab.grab(xdisplay=os.environ.get("DISPLAY"))
     left, right = image_area(shot, first_area), image_area(shot, second_area)

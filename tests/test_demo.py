@@ -13,29 +13,36 @@ to a process group and read signal handlers from /proc. The window placement run
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
 from peer import wait_until
+from PIL import Image, ImageGrab
 from platforms import posix_only
 from watch import DEADLINE, Lines, click, xdotool
 
-from tkshm import ipc
-from tkshm.app import MIN_WINDOW  # the window's root.minsize: Tk grows a smaller one
+from tkshm import __version__, ipc
 from tkshm.cli import build_parser
-from tkshm.demo import side_by_side
+from tkshm.demo import introduction, side_by_side, tkshm_command
+from tkshm.window.dialog import MIN_WINDOW  # the window's root.minsize: Tk grows a smaller one
 
 GEOMETRY = re.compile(r"(\d+)x(\d+)\+(\d+)\+(\d+)")
 TRACE = re.compile(r"\d\d:\d\d:\d\d\.\d{3} tkshm\[(\d+)\] (.+)")
-INTRO = re.compile(r"Two windows on key '(demo-[0-9a-f]{6})': processes (\d+) \(left\) and (\d+) \(right\)\.")
+INTRO = re.compile(
+    r"Two windows on key '(demo-[0-9a-f]{6})': process (\d+) on the left publishes, "
+    r"process (\d+) on the right displays\."
+)
 T = TypeVar("T")
 
 Rect = tuple[int, int, int, int]  # x, y, width, height
@@ -79,6 +86,9 @@ def test_demo_takes_a_fresh_key_unless_given_one_and_is_always_traced() -> None:
     assert parser.parse_args(["demo", "--key", "lesson"]).key == "lesson"
     assert parser.parse_args(["--key", "lesson", "demo"]).key == "lesson"
     parser.parse_args(["demo", "--trace"])  # accepted, like everywhere else: the demo always traces
+    assert parser.parse_args(["demo", "--zoom", "1.5"]).zoom == 1.5  # passed on to both windows
+    window = parser.parse_args(["gui", "--zoom", "2", "--role", "display"])
+    assert (window.zoom, window.role) == (2.0, "display")
 
 
 # ---------------------------------------------------------------------------- end to end
@@ -231,14 +241,17 @@ def test_demo_windows_side_by_side_share_the_sample_and_ctrl_c_closes_both_and_r
     demo, left, right = start_demo(demos)
     first = demo.out.seen.index(demo.out.wait_for(INTRO.pattern).group(0))
     assert demo.out.seen[first : first + 5] == [  # one print: the lines arrive together
-        f"Two windows on key {demo.key!r}: processes {demo.left_pid} (left) and {demo.right_pid} (right).",
+        f"Two windows on key {demo.key!r}: process {demo.left_pid} on the left publishes, "
+        f"process {demo.right_pid} on the right displays.",
         "Left: press Load Image From File... and open the sample image.",
         "Right: press Display Image From Shared Memory.",
         "Each step of the protocol is printed below and in each window's trace pane.",
         "Close both windows, or press Ctrl+C here, to end the demo.",
     ]
-    for pid in (demo.left_pid, demo.right_pid):  # traced windows are named as their trace lines
-        assert f"SharedMemory Example \u00b7 tkshm[{pid}]" in xdotool("getwindowname", demo.window(pid))
+    for pid, role in ((demo.left_pid, "publishes"), (demo.right_pid, "displays")):
+        # each window says its role, and is named as its trace lines name it
+        title = f"SharedMemory Example \u00b7 {role} \u00b7 tkshm[{pid}]"
+        assert title in xdotool("getwindowname", demo.window(pid))
 
     load_the_sample(demo, left)
     mark = len(demo.out.seen)
@@ -256,7 +269,7 @@ def test_demo_windows_side_by_side_share_the_sample_and_ctrl_c_closes_both_and_r
     assert demo.trace(demo.left_pid)[-1] == (
         "detach: unmapped; we were the last process attached, so the segment was removed"
     )
-    assert all(TRACE.fullmatch(line) for line in demo.err.seen), demo.err.seen  # no traceback, no error
+    assert [line for line in demo.err.seen if not TRACE.fullmatch(line)] == []  # no traceback, no error
     assert not any(TRACE.fullmatch(line) for line in demo.out.seen)  # the trace goes to stderr only
     assert os.listdir(isolated_dir) == []
     wait_until(no_traced_windows, "both windows to go")
@@ -275,7 +288,7 @@ def test_sigterm_to_the_demo_alone_closes_both_windows_and_removes_the_segment(
     assert demo.trace(demo.left_pid)[-1] == (
         "detach: unmapped; we were the last process attached, so the segment was removed"
     )
-    assert all(TRACE.fullmatch(line) for line in demo.err.seen), demo.err.seen
+    assert [line for line in demo.err.seen if not TRACE.fullmatch(line)] == []
     assert os.listdir(isolated_dir) == []
     wait_until(no_traced_windows, "both windows to go")
 
@@ -302,3 +315,154 @@ def test_a_second_ctrl_c_while_the_window_closes_still_ends_it_cleanly(isolated_
         window.stdout.close()
         window.stderr.close()
     assert os.listdir(isolated_dir) == []
+
+
+# ------------------------------------------------------------- started from anywhere
+def shadowing_folder(tmp_path: Path) -> Path:
+    """A folder holding a ``tkshm/`` that is not tkshm (a clone's parent looks like this)."""
+    fake = tmp_path / "tkshm"
+    fake.mkdir()
+    for name in ("__init__.py", "__main__.py"):
+        (fake / name).write_text("raise SystemExit('this is not tkshm')\n")
+    return tmp_path
+
+
+def test_the_demos_windows_run_the_real_tkshm_even_from_a_folder_with_a_tkshm_folder(tmp_path: Path) -> None:
+    folder = shadowing_folder(tmp_path)
+    shadowed = subprocess.run(
+        [sys.executable, "-m", "tkshm", "--version"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+    )
+    assert shadowed.stderr.strip() == "this is not tkshm"  # what -m does: the folder comes first
+    real = subprocess.run(
+        [*tkshm_command(), "--version"], cwd=folder, capture_output=True, text=True, timeout=DEADLINE
+    )
+    assert (real.returncode, real.stdout, real.stderr) == (0, f"tkshm {__version__}\n", "")
+
+
+def test_the_introduction_is_in_the_demos_language_and_names_its_buttons() -> None:
+    english = introduction("demo-abc123", (11, 12), "en")
+    assert english.splitlines()[1:3] == [
+        "Left: press Load Image From File... and open the sample image.",
+        "Right: press Display Image From Shared Memory.",
+    ]
+    chinese = introduction("demo-abc123", (11, 12), "zh_CN")
+    lines = chinese.splitlines()
+    assert len(lines) == 5 and "demo-abc123" in lines[0] and "11" in lines[0] and "12" in lines[0]
+    assert "从文件加载图片..." in lines[1] and "从共享内存显示图片" in lines[2]
+    assert not re.search(r"[A-Za-z]{4,}", chinese.replace("demo-abc123", "").replace("Ctrl", ""))
+
+
+# ------------------------------------------------------------- on a projector's screen
+PROJECTOR = (1024, 768)
+CONTROL = re.compile(r"CONTROL (\d+) (\w+) (-?\d+) (-?\d+) (\d+) (\d+)")
+
+
+def managed(env: dict[str, str], manager: subprocess.Popen[bytes]) -> str | None:
+    """ "managing" once the window manager has said so on the root window, "ended" if it gave up."""
+    if manager.poll() is not None:
+        return "ended"
+    root = subprocess.run(
+        ["xprop", "-root", "_NET_SUPPORTING_WM_CHECK"], env=env, capture_output=True, text=True
+    )
+    return "managing" if "window id" in root.stdout else None
+
+
+@contextlib.contextmanager
+def x_server(size: tuple[int, int]) -> Iterator[dict[str, str]]:
+    """An Xvfb of its own (``-displayfd`` picks a free display), with openbox as window
+    manager when it is installed (real title bars, as on a teacher's desktop)."""
+    read_fd, write_fd = os.pipe()
+    server = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", f"{size[0]}x{size[1]}x24", "-nolisten", "tcp"],
+        pass_fds=(write_fd,), stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    os.close(write_fd)
+    with os.fdopen(read_fd) as pipe:
+        number = pipe.readline().strip()
+    env = {**os.environ, "DISPLAY": f":{number}"}
+    manager = None
+    try:
+        assert number, "Xvfb did not start"
+
+        def answers() -> bool:  # the display number comes a moment before the server answers
+            return subprocess.run(["xprop", "-root"], env=env, capture_output=True).returncode == 0
+
+        wait_until(answers, f"the X server on {env['DISPLAY']} to answer", deadline=DEADLINE)
+        if shutil.which("openbox"):
+            for _ in range(5):  # now and then openbox cannot open a display that xprop could
+                with tempfile.TemporaryFile() as log:
+                    manager = subprocess.Popen(["openbox", "--sm-disable"], env=env, stdout=log, stderr=log)
+                    started = wait_until(lambda m=manager: managed(env, m), "openbox to manage the screen")
+                    if started == "managing":
+                        break
+                    log.seek(0)
+                    failure = log.read()
+            else:
+                raise AssertionError(f"openbox did not start: {failure!r}")
+        yield env
+    finally:
+        for process in (manager, server):
+            if process is not None:
+                process.terminate()
+                process.wait(timeout=DEADLINE)
+
+
+def has_text(shot: Image.Image, rect: Rect) -> bool:
+    """Dark pixels inside ``rect``: words drawn there (the window's background is light)."""
+    x, y, width, height = rect
+    grey = shot.crop((x, y, x + width, y + height)).convert("L")
+    return sum(grey.histogram()[:100]) > 20
+
+
+@needs_xdotool
+@posix_only("its own X server and window manager, and Ctrl+C to a process group")
+def test_demo_on_a_1024x768_projector_shows_every_control_of_both_windows(
+    isolated_dir: str, tmp_path: Path
+) -> None:
+    """Started from a folder with a ``tkshm/`` of its own, as a clone's parent would be."""
+    with x_server(PROJECTOR) as env:
+        demo = subprocess.Popen(
+            [*tkshm_command(), "demo", "--lang", "en"], cwd=shadowing_folder(tmp_path),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**env, "TKSHM_TEST_EVENTS": "1"}, start_new_session=True,
+        )  # fmt: skip
+        assert demo.stdout is not None and demo.stderr is not None
+        out, err = Lines(demo.stdout), Lines(demo.stderr)
+        try:
+            intro = out.wait_for(INTRO.pattern)
+            pids = (int(intro.group(2)), int(intro.group(3)))
+            out.wait(lambda seen: seen.count("READY") >= 2, "both windows READY")
+            controls: dict[int, dict[str, Rect]] = {pid: {} for pid in pids}
+            for line in out.seen:
+                if match := CONTROL.fullmatch(line):
+                    x, y, w, h = (int(v) for v in match.groups()[2:])
+                    controls[int(match.group(1))][match.group(2)] = (x, y, w, h)
+            shot = ImageGrab.grab(xdisplay=env["DISPLAY"])
+            assert shot.size == PROJECTOR
+            windows = [controls[pid].pop("window") for pid in pids]
+            assert windows[0][0] + windows[0][2] <= windows[1][0], f"the windows overlap: {windows}"
+            for pid, window in zip(pids, windows, strict=True):
+                x, y, w, h = window
+                assert x >= 0 and y >= 0 and x + w <= PROJECTOR[0] and y + h <= PROJECTOR[1], window
+                assert set(controls[pid]) == {
+                    "load_button", "label", "display_button", "follow_check", "trace_check", "status"
+                }  # fmt: skip
+                for name, rect in controls[pid].items():
+                    cx, cy, cw, ch = rect
+                    assert cw > 0 and ch > 0, (name, rect)
+                    assert x <= cx and y <= cy and cx + cw <= x + w and cy + ch <= y + h, (name, rect, window)
+                    assert has_text(shot, rect), f"no words where window {pid} says its {name} is: {rect}"
+        finally:
+            os.killpg(demo.pid, signal.SIGINT)  # Ctrl+C in the demo's terminal
+            status = demo.wait(timeout=DEADLINE)
+            out.until_end()
+            err.until_end()
+            for stream in (demo.stdout, demo.stderr):
+                stream.close()
+        assert status == 0
+        assert [line for line in err.seen if not TRACE.fullmatch(line)] == []  # no traceback
+        assert os.listdir(isolated_dir) == []

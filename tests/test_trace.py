@@ -26,6 +26,7 @@ import tkinter as tk
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from tkinter import filedialog
 
 import pytest
 from commands import Running
@@ -36,7 +37,7 @@ from platforms import capacity_for, orphan_path, posix_only, segment_path
 from tk_fixtures import App, pump
 
 from tkshm import ipc, trace
-from tkshm.app import TRACE_LINES
+from tkshm.window.tracepane import TRACE_LINES
 
 DEADLINE = 60.0
 # tkshm.trace.FORMAT: "15:42:01.124 tkshm[4242] lock granted (shared) after 0.02 ms"
@@ -49,6 +50,7 @@ def named(key: str) -> str:
 
 
 STAYS = "detach: unmapped; the segment stays while other processes are attached"  # no regex specials
+STAYS_HERE = "detach: unmapped; the segment stays: this process is still attached to it"
 REMOVED = "detach: unmapped; we were the last process attached, so the segment was removed"
 
 
@@ -66,7 +68,7 @@ def publish_steps(key: str) -> list[str]:
     ]
 
 
-def read_steps(key: str) -> list[str]:
+def read_steps(key: str, stays: str = STAYS) -> list[str]:
     """Reading that image from another handle: attach, lock, copy out, unlock, detach."""
     path = re.escape(segment_path(key))
     return [
@@ -76,7 +78,7 @@ def read_steps(key: str) -> list[str]:
         rf"lock granted \(shared\) after {MS}",
         rf"copied 4,800 bytes \(40x30, generation 1\) out of the segment in {MS}",
         r"unlock \(shared\)",
-        STAYS,
+        stays,
     ]
 
 
@@ -178,10 +180,11 @@ def test_publish_and_read_report_each_step_in_protocol_order(key: str, collected
     with ipc.publish(pattern(40, 30, 7), key=key):
         assert seed_of(ipc.read_image(key=key)) == 7
     assert files_for(key) == []
-    # publish; read_image; then the end of the with block, where the publisher is the last holder
+    # publish; read_image, whose detach knows that this process still holds the segment
+    # through its publish handle; then the end of the with block, where that is the last holder
     assert_steps(
         [record.getMessage() for record in collected.records],
-        [*publish_steps(key), *read_steps(key), REMOVED],
+        [*publish_steps(key), *read_steps(key, STAYS_HERE), REMOVED],
     )
     first = collected.records[0]
     assert (first.name, first.levelno) == ("tkshm.trace", logging.INFO)
@@ -344,7 +347,7 @@ def make_app(key: str, tk_root: tk.Tk) -> Iterator[AppFactory]:
 def pane_messages(app: App) -> list[str]:
     """The steps the pane shows; each line is formatted as on the command line, with our pid."""
     messages = []
-    for line in app.trace_text_content().splitlines():
+    for line in app.trace_pane.content().splitlines():
         match = LINE.fullmatch(line)
         assert match is not None and int(match.group(5)) == os.getpid(), line
         messages.append(match.group(6))
@@ -354,34 +357,35 @@ def pane_messages(app: App) -> list[str]:
 def test_f6_and_the_checkbox_show_and_hide_the_trace_pane(make_app: AppFactory) -> None:
     app = make_app()
     assert app.trace_check.cget("text") == "Show IPC trace (F6)"
-    assert app.trace_var.get() is False and not app.trace_pane.winfo_ismapped()
+    assert app.trace_var.get() is False and not app.trace_pane.frame.winfo_ismapped()
     # The pane is fed from the start, shown or not.
     hidden = "a step while the pane is hidden"
     trace.step(hidden)
     pump(app.root, lambda: pane_messages(app) == [hidden], what="the hidden pane fed")
-    picture_height = app.image_area.winfo_height()
+    picture_height = app.picture_area.frame.winfo_height()
 
     app.root.focus_force()
     pump(app.root, lambda: app.root.focus_get() is not None, what="keyboard focus")
     app.root.event_generate("<F6>")
-    pump(app.root, lambda: bool(app.trace_pane.winfo_ismapped()), what="F6 to show the pane")
+    pump(app.root, lambda: bool(app.trace_pane.frame.winfo_ismapped()), what="F6 to show the pane")
     assert app.trace_var.get() is True  # the checkbox follows the key
-    pump(app.root, lambda: app.image_area.winfo_height() < picture_height, what="the pane taking room")
-    assert app.trace_text.winfo_height() > 50
+    area = app.picture_area.frame
+    pump(app.root, lambda: area.winfo_height() < picture_height, what="the pane taking room")
+    assert app.trace_pane.text.winfo_height() > 50
     app.root.event_generate("<F6>")
-    pump(app.root, lambda: not app.trace_pane.winfo_ismapped(), what="F6 to hide the pane")
+    pump(app.root, lambda: not app.trace_pane.frame.winfo_ismapped(), what="F6 to hide the pane")
     assert app.trace_var.get() is False
 
     app.trace_check.invoke()
-    pump(app.root, lambda: bool(app.trace_pane.winfo_ismapped()), what="the checkbox to show the pane")
+    pump(app.root, lambda: bool(app.trace_pane.frame.winfo_ismapped()), what="the checkbox to show the pane")
     assert app.trace_var.get() is True
     app.trace_check.invoke()
-    pump(app.root, lambda: not app.trace_pane.winfo_ismapped(), what="the checkbox to hide the pane")
+    pump(app.root, lambda: not app.trace_pane.frame.winfo_ismapped(), what="the checkbox to hide the pane")
     assert app.trace_var.get() is False
     assert pane_messages(app) == [hidden]  # hiding keeps the lines
 
 
-def test_display_from_shared_memory_adds_its_steps_to_the_trace_pane(
+def test_display_of_an_image_that_fits_is_one_story_with_one_copy(
     make_app: AppFactory, key: str, peer: Peer
 ) -> None:
     peer.call("publish", key=key, width=48, height=32, seed=6)
@@ -389,15 +393,49 @@ def test_display_from_shared_memory_adds_its_steps_to_the_trace_pane(
     assert pane_messages(app) == []
     app.display_button.invoke()
     pump(app.root, lambda: STAYS in pane_messages(app), what="the display's steps in the pane")
-    assert app._picture is not None and seed_of(app._picture.image) == 6
-    assert_in_order(
+    assert app.picture_area.picture is not None and seed_of(app.picture_area.picture.image) == 6
+    assert_steps(
         pane_messages(app),
         [
             named(key),
             r"attach: existing segment .+; attached",
             r"lock requested \(shared\)",
             rf"lock granted \(shared\) after {MS}",
-            rf"copied [\d,]+ bytes \(.*48x32, generation 1\) out of the segment in {MS}",
+            r"read the header: READY, 48x32, generation 1",
+            r"display: the 48x32 image fits the window: one copy",
+            rf"copied 6,144 bytes \(48x32, generation 1\) out of the segment in {MS}",
+            r"unlock \(shared\)",
+            STAYS,  # true: the peer that published is another process
+        ],
+    )
+    assert peer.call("detach", key=key)["removed"] is True
+
+
+def test_display_of_a_big_image_says_preview_first_then_the_full_image(
+    make_app: AppFactory, key: str, peer: Peer
+) -> None:
+    """Qt's attach, lock, copy, unlock, detach -- with the copy in two steps, each named."""
+    peer.call("publish", key=key, width=1600, height=1000, seed=8)
+    app = make_app(show_trace=True)
+    app.display_button.invoke()
+    pump(app.root, lambda: STAYS in pane_messages(app), what="the display's steps in the pane")
+    preview = r"(\d+)x(\d+)"
+    assert_steps(
+        pane_messages(app),
+        [
+            named(key),
+            r"attach: existing segment .+; attached",
+            r"lock requested \(shared\)",
+            rf"lock granted \(shared\) after {MS}",
+            r"read the header: READY, 1600x1000, generation 1",
+            rf"display, copy 1 of 2: a {preview} preview of the 1600x1000 image, to show at once",
+            rf"copied [\d,]+ bytes \(a {preview} preview of 1600x1000, generation 1\) out of the segment"
+            rf" in {MS}",
+            r"unlock \(shared\)",
+            r"display, copy 2 of 2: the full image, kept to re-fit the picture when the window is resized",
+            r"lock requested \(shared\)",
+            rf"lock granted \(shared\) after {MS}",
+            rf"copied 6,400,000 bytes \(1600x1000, generation 1\) out of the segment in {MS}",
             r"unlock \(shared\)",
             STAYS,
         ],
@@ -405,11 +443,25 @@ def test_display_from_shared_memory_adds_its_steps_to_the_trace_pane(
     assert peer.call("detach", key=key)["removed"] is True
 
 
+def test_display_in_the_window_that_published_says_this_process_still_holds_the_segment(
+    make_app: AppFactory, key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    picture = tmp_path / "small.png"
+    pattern(40, 30, 3).save(picture)
+    app = make_app(show_trace=True)
+    monkeypatch.setattr(filedialog, "askopenfilename", lambda **options: str(picture))
+    app.load_button.invoke()
+    pump(app.root, lambda: app.picture_area.picture is not None, what="the loaded image")
+    app.display_button.invoke()
+    pump(app.root, lambda: STAYS_HERE in pane_messages(app), what="the display's detach")
+    assert STAYS not in pane_messages(app)  # nobody else is attached: that would be untrue
+
+
 def test_traced_window_opens_with_the_pane_and_names_its_process_in_the_title(make_app: AppFactory) -> None:
     app = make_app(show_trace=True)
     assert app.root.title() == f"SharedMemory Example \u00b7 tkshm[{os.getpid()}]"
     assert app.trace_var.get() is True
-    pump(app.root, lambda: bool(app.trace_pane.winfo_ismapped()), what="the pane shown at start")
+    pump(app.root, lambda: bool(app.trace_pane.frame.winfo_ismapped()), what="the pane shown at start")
 
 
 def test_trace_pane_keeps_only_the_last_trace_lines(make_app: AppFactory) -> None:
@@ -422,7 +474,7 @@ def test_trace_pane_keeps_only_the_last_trace_lines(make_app: AppFactory) -> Non
     lines = pane_messages(app)
     assert len(lines) == TRACE_LINES
     assert (lines[0], lines[-1]) == (f"step {extra}", last)  # the oldest lines went first
-    assert app.trace_text.yview()[1] == 1.0  # scrolled to the newest
+    assert app.trace_pane.text.yview()[1] == 1.0  # scrolled to the newest
 
 
 def test_closing_the_window_removes_its_trace_handler(tk_root: tk.Tk, key: str) -> None:

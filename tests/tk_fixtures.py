@@ -14,7 +14,7 @@ sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
 from photo import make_photo  # noqa: E402
 
-from tkshm.app import App  # noqa: E402
+from tkshm.window.dialog import Dialog as App  # noqa: E402
 
 __all__ = ["App", "make_photo", "new_root", "pump"]
 

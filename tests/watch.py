@@ -60,7 +60,8 @@ class Lines:
         )
 
     def until_end(self) -> list[str]:
-        return self.wait(lambda seen: seen if self.ended else None, "the end of the stream")
+        # (a tuple, which is true even when nothing was printed at all)
+        return self.wait(lambda seen: (seen,) if self.ended else None, "the end of the stream")[0]
 
     def next_match(self, pattern: str) -> re.Match[str]:
         """The first line after the last one this method returned that matches ``pattern``."""

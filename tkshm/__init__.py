@@ -1,6 +1,6 @@
 """tkshm: two windows share one image through named shared memory (Qt's SharedMemory example).
 
-``tkshm.ipc`` is the library; ``tkshm.cli`` the command line; ``tkshm.app`` the Tk window.
+``tkshm.ipc`` is the library; ``tkshm.cli`` the command line; ``tkshm.window`` the Tk window.
 """
 
 import os

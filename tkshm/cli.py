@@ -109,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     window.add_argument("--lang", default=argparse.SUPPRESS, help=f"language of the window: {languages}")
     window.add_argument("--geometry", help="window size and place, as in Tk: WxH+X+Y or +X+Y")
     window.add_argument("--suggest", metavar="IMAGE", help="the file the Load dialog offers first")
+    window.add_argument(
+        "--zoom", type=float, default=1.0, help="scale every font, e.g. 1.5 (Ctrl+plus/minus/0)"
+    )
+    window.add_argument(
+        "--role", choices=("publish", "display"), help="say what this window is for (the demo's)"
+    )
     demo = command("demo", "Two traced windows on a fresh key, for a class.", common=False)
     demo.description = (
         "For a classroom: open two windows side by side on a fresh key, each showing the IPC trace "
@@ -116,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--key", default=argparse.SUPPRESS, help="key to share (default: a fresh demo-xxxxxx)")
     demo.add_argument("--lang", default=argparse.SUPPRESS, help=f"language of the windows: {languages}")
+    demo.add_argument(
+        "--zoom", type=float, default=1.0, help="scale every font, e.g. 1.5, for the back of the room"
+    )
     # Accepted by the parser only to be refused in words: the demo's trace is always on.
     demo.add_argument("--trace", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     command(
@@ -480,11 +489,12 @@ def _windowed(open_windows: Callable[[], int]) -> int:
 
 def _gui(args: argparse.Namespace) -> int:
     def open_window() -> int:
-        from .app import run
+        from .window.main import run
 
         return run(
             key=args.key, lang=args.lang, geometry=getattr(args, "geometry", None),
             show_trace=args.trace, suggest=getattr(args, "suggest", None),
+            zoom=getattr(args, "zoom", 1.0), role=getattr(args, "role", None),
         )  # fmt: skip
 
     return _windowed(open_window)
@@ -494,7 +504,7 @@ def _demo(args: argparse.Namespace) -> int:
     def open_windows() -> int:
         from .demo import run_demo
 
-        return run_demo(key=args.key, lang=args.lang)
+        return run_demo(key=args.key, lang=args.lang, zoom=args.zoom)
 
     return _windowed(open_windows)
 

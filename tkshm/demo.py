@@ -19,7 +19,8 @@ from types import FrameType
 from typing import Final
 
 from . import asset
-from .app import MIN_WINDOW
+from .i18n import translation
+from .window.dialog import MIN_WINDOW, ROLES
 
 # Room between and around the windows, and how big each may be (a 1280x800 projector fits two).
 GAP: Final = 24
@@ -61,7 +62,36 @@ def _screen_size() -> tuple[int, int]:
         root.destroy()
 
 
-def run_demo(key: str | None = None, lang: str | None = None) -> int:
+def tkshm_command() -> list[str]:
+    """The command that runs *this* tkshm in a new process, wherever it is started from.
+
+    Not ``python -m tkshm``: ``-m`` puts the current folder first on ``sys.path``, so a
+    folder that holds a ``tkshm/`` of its own (a clone, run from its parent) would shadow
+    the installed package. Instead the folder this package was imported from goes first.
+    """
+    home = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = "import sys; sys.path[0] = sys.argv.pop(1); from tkshm.cli import main; sys.exit(main())"
+    return [sys.executable, "-c", code, home]
+
+
+def introduction(key: str, pids: tuple[int, int], lang: str | None = None) -> str:
+    """What the terminal says when the windows open, in the windows' language."""
+    tr = translation(lang).gettext
+    return "\n".join(
+        (
+            tr(
+                "Two windows on key {key}: process {left} on the left publishes, "
+                "process {right} on the right displays."
+            ).format(key=repr(key), left=pids[0], right=pids[1]),
+            tr("Left: press {load} and open the sample image.").format(load=tr("Load Image From File...")),
+            tr("Right: press {display}.").format(display=tr("Display Image From Shared Memory")),
+            tr("Each step of the protocol is printed below and in each window's trace pane."),
+            tr("Close both windows, or press Ctrl+C here, to end the demo."),
+        )
+    )
+
+
+def run_demo(key: str | None = None, lang: str | None = None, zoom: float = 1.0) -> int:
     """Open the two windows, wait until both are closed, and return the exit status.
 
     Raises ImportError without tkinter and ``tkinter.TclError`` without a display.
@@ -69,9 +99,11 @@ def run_demo(key: str | None = None, lang: str | None = None) -> int:
     screen = _screen_size()
     key = key or f"demo-{secrets.token_hex(3)}"  # fresh: nothing published under it yet
     sample = os.path.join(sample_directory(), FIRST_SAMPLE)
-    command = [sys.executable, "-m", "tkshm", "--key", key, "--trace", "gui", "--suggest", sample]
+    command = [*tkshm_command(), "--key", key, "--trace", "gui", "--suggest", sample]
     if lang:
         command += ["--lang", lang]
+    if zoom != 1.0:
+        command += ["--zoom", str(zoom)]
     windows: list[subprocess.Popen[bytes]] = []
     deadline: list[float] = []
 
@@ -84,15 +116,9 @@ def run_demo(key: str | None = None, lang: str | None = None) -> int:
 
     for signum in (signal.SIGINT, signal.SIGTERM):  # before the windows exist: no gap to fall in
         signal.signal(signum, close_windows)
-    windows += [subprocess.Popen([*command, "--geometry", where]) for where in side_by_side(screen)]
-    print(
-        f"Two windows on key {key!r}: processes {windows[0].pid} (left) and {windows[1].pid} (right).\n"
-        "Left: press Load Image From File... and open the sample image.\n"
-        "Right: press Display Image From Shared Memory.\n"
-        "Each step of the protocol is printed below and in each window's trace pane.\n"
-        "Close both windows, or press Ctrl+C here, to end the demo.",
-        flush=True,
-    )
+    for role, where in zip(ROLES, side_by_side(screen), strict=True):
+        windows.append(subprocess.Popen([*command, "--role", role, "--geometry", where]))
+    print(introduction(key, (windows[0].pid, windows[1].pid), lang), flush=True)
     for window in windows:
         while window.poll() is None:
             if deadline and time.monotonic() > deadline[0]:

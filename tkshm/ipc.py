@@ -265,6 +265,9 @@ class Segment:
             return removed
         if removed:
             trace.step("detach: unmapped; we were the last process attached, so the segment was removed")
+        elif any(other.name == self.name and other.is_attached for other in list(_open_segments)):
+            # Our own other handle (a window's published image, say) holds a presence lock too.
+            trace.step("detach: unmapped; the segment stays: this process is still attached to it")
         else:
             trace.step("detach: unmapped; the segment stays while other processes are attached")
         return removed
@@ -411,7 +414,7 @@ class Segment:
         if stats is None or not trace.on():
             return
         what = f"{header.width}x{header.height}"
-        if preview is not None:
+        if preview is not None and preview != (header.width, header.height):
             what = f"a {preview[0]}x{preview[1]} preview of {what}"
         then = "; header says READY" if direction == "into" else ""  # a write has just finished
         trace.step(
