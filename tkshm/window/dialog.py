@@ -346,12 +346,22 @@ class Dialog:
         frame = self.trace_pane.frame
         shown = str(frame) in (str(pane) for pane in self.paned.panes())  # type: ignore[no-untyped-call]
         if self.trace_var.get() and not shown:
-            self.paned.add(frame, weight=1)  # half the room each; the divider moves it
+            self.paned.add(frame, weight=1)
             self.root.update_idletasks()
-            self.paned.sashpos(0, self.paned.winfo_height() // 2)  # type: ignore[no-untyped-call]
+            self._split_evenly()
             self.trace_pane.text.see("end")
         elif not self.trace_var.get() and shown:
             self.paned.forget(frame)
+
+    def _split_evenly(self, event: object = None) -> None:
+        """Half the room each for the picture and the trace; the divider moves it. A window
+        still opening has no height yet (Tk on Windows maps it later): split once it has."""
+        height = self.paned.winfo_height()
+        if height > 1:
+            self.paned.unbind("<Configure>")
+            self.paned.sashpos(0, height // 2)  # type: ignore[no-untyped-call]
+        elif event is None:
+            self.paned.bind("<Configure>", self._split_evenly)
 
     def toggle_follow(self) -> None:
         """F5: flip the checkbox, as a click would."""
