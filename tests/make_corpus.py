@@ -30,7 +30,7 @@ import sys
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar
 
 from PIL import Image
 
@@ -228,13 +228,22 @@ def generate() -> dict[str, tuple[bytes, Entry]]:
     return files
 
 
-def build_corpus(directory: str | Path) -> dict[str, Entry]:
-    """Write every corpus file into ``directory``; return ``{file name: Entry}``."""
+T = TypeVar("T")
+
+
+def write_files(directory: str | Path, files: dict[str, tuple[bytes, T]]) -> dict[str, T]:
+    """Write generated ``{file name: (bytes, description)}`` into ``directory``; return the
+    descriptions by file name."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    for name, (data, _) in generate().items():
+    for name, (data, _) in files.items():
         (out / name).write_bytes(data)
-    return {name: entry for name, (_, entry) in generate().items()}
+    return {name: entry for name, (_, entry) in files.items()}
+
+
+def build_corpus(directory: str | Path) -> dict[str, Entry]:
+    """Write every corpus file into ``directory``; return ``{file name: Entry}``."""
+    return write_files(directory, generate())
 
 
 def main(argv: list[str]) -> int:

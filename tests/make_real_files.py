@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from make_corpus import write_files
 from PIL import Image
 
 SHARED: Final = "shared"
@@ -194,11 +195,7 @@ def generate() -> dict[str, tuple[bytes, RealFile]]:
 
 def build(directory: str | Path) -> dict[str, RealFile]:
     """Write every file into ``directory``; return ``{file name: RealFile}``."""
-    out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
-    for name, (data, _) in generate().items():
-        (out / name).write_bytes(data)
-    return {name: entry for name, (_, entry) in generate().items()}
+    return write_files(directory, generate())
 
 
 def main(argv: list[str]) -> int:
