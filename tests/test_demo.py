@@ -30,7 +30,7 @@ import pytest
 from peer import wait_until
 from PIL import Image, ImageGrab
 from platforms import posix_only
-from watch import DEADLINE, Lines, click, xdotool
+from watch import DEADLINE, Lines, accept_dialog, click, xdotool
 
 from tkshm import __version__, ipc
 from tkshm.cli import build_parser
@@ -225,8 +225,7 @@ def load_the_sample(demo: Demo, left: Rect) -> None:
     click(demo.point("load_button", left))
     demo.out.wait_for("LABEL Select an image file", mark)
     dialog = wait_until(lambda: windows_named("^Open Image$"), "the Open Image dialog")[0]
-    xdotool("windowfocus", "--sync", dialog)  # no window manager: focus would follow the pointer
-    xdotool("key", "Return")
+    accept_dialog(dialog)
     demo.out.wait_for(
         rf"LABEL Showing sunset\.jpg, published to shared memory under key {re.escape(demo.key)}\.", mark
     )

@@ -79,3 +79,29 @@ def click(point: tuple[int, int]) -> None:
     # No --sync: it waits for the pointer to move, which never happens (for ~15 s) when it is
     # already there. The X server handles fake motion and the click in order anyway.
     xdotool("mousemove", str(point[0]), str(point[1]), "click", "1")
+
+
+def accept_dialog(dialog: str, deadline: float = DEADLINE) -> None:
+    """Press Return in a Tk dialog (window id ``dialog``) until it has closed.
+
+    Tk maps a dialog before it moves the keyboard focus to its entry; on a busy machine a
+    Return that arrives in between reaches the dialog's toplevel, which ignores it. So press
+    again while the dialog is still there. (A Return that lands in the main window instead, if
+    the dialog closed just then, does nothing: the window binds no Return.)
+    """
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        try:
+            xdotool("windowfocus", "--sync", dialog)  # no window manager: focus would follow the pointer
+        except subprocess.CalledProcessError:
+            return  # it has gone: accepted
+        xdotool("key", "Return")
+        settle = time.monotonic() + 2.0
+        while time.monotonic() < settle:
+            shown = subprocess.run(
+                ["xdotool", "search", "--onlyvisible", "--name", "."], capture_output=True, text=True
+            ).stdout.split()
+            if dialog not in shown:
+                return
+            time.sleep(0.05)  # a pause between polls of the X server, not synchronisation
+    raise AssertionError(f"the dialog {dialog} was still open after {deadline} s of pressing Return")
