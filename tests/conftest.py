@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 from peer import Peer
 from platforms import WINDOWS
-from tk_fixtures import new_root
+from tk_fixtures import App, AppFactory, new_root
 
 from tkshm import ipc
 
@@ -109,3 +109,21 @@ def tk_root() -> Iterator[tk.Tk]:
     yield root
     with contextlib.suppress(tk.TclError):  # the window under test may have destroyed it
         root.destroy()
+
+
+@pytest.fixture
+def make_app(key: str, tk_root: tk.Tk) -> Iterator[AppFactory]:
+    """``make_app(**options)``: a window on the test's key (English unless ``lang=``), closed
+    -- so detached -- before ``key`` looks for files left behind. (test_app.py has its own,
+    which takes the key as an argument.)"""
+    made: list[App] = []
+
+    def make(**options: object) -> App:
+        app = App(tk_root, key=key, lang=options.pop("lang", "en"), events=False, **options)  # type: ignore[arg-type]
+        tk_root.update()
+        made.append(app)
+        return app
+
+    yield make
+    for app in made:
+        app.close()

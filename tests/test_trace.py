@@ -23,7 +23,7 @@ import signal
 import subprocess
 import sys
 import tkinter as tk
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from tkinter import filedialog
@@ -34,7 +34,7 @@ from conftest import files_for
 from patterns import pattern, seed_of
 from peer import Peer
 from platforms import capacity_for, orphan_path, posix_only, segment_path
-from tk_fixtures import App, pump
+from tk_fixtures import App, AppFactory, pump
 
 from tkshm import ipc, trace
 from tkshm.window.tracepane import TRACE_LINES
@@ -325,25 +325,6 @@ def test_without_trace_the_cli_prints_no_trace_lines(key: str, peer: Peer, tmp_p
 
 
 # -- the window's trace pane -----------------------------------------------------------------
-AppFactory = Callable[..., App]
-
-
-@pytest.fixture
-def make_app(key: str, tk_root: tk.Tk) -> Iterator[AppFactory]:
-    # Depends on `key`, so that the window is closed (detached) before `key` looks for files.
-    made: list[App] = []
-
-    def make(**options: object) -> App:
-        app = App(tk_root, key=key, lang="en", events=False, **options)  # type: ignore[arg-type]
-        tk_root.update()
-        made.append(app)
-        return app
-
-    yield make
-    for app in made:
-        app.close()
-
-
 def pane_messages(app: App) -> list[str]:
     """The steps the pane shows; each line is formatted as on the command line, with our pid."""
     messages = []

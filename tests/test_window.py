@@ -9,14 +9,14 @@ import gc
 import tkinter as tk
 import tkinter.font as tkfont
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from patterns import seed_of
 from peer import Peer
 from platforms import posix_only
-from tk_fixtures import App, make_photo, pump
+from tk_fixtures import App, AppFactory, make_photo, pump
 
 from tkshm import ipc
 from tkshm.window.dialog import DEFAULT_SIZE, MIN_WINDOW
@@ -26,22 +26,6 @@ from tkshm.window.widgets import Rect, overlap, screen_rect
 
 NOT_ATTACHED = "Unable to attach to shared memory segment.\nLoad an image first."
 NBSP = "\u00a0"
-AppFactory = Callable[..., App]
-
-
-@pytest.fixture
-def make_app(key: str, tk_root: tk.Tk) -> Iterator[AppFactory]:
-    made: list[App] = []
-
-    def make(**options: object) -> App:
-        app = App(tk_root, key=key, lang=options.pop("lang", "en"), events=False, **options)  # type: ignore[arg-type]
-        tk_root.update()
-        made.append(app)
-        return app
-
-    yield make
-    for app in made:
-        app.close()  # detaches: the `key` fixture then checks that no files remain
 
 
 @pytest.fixture

@@ -16,7 +16,9 @@ from photo import make_photo  # noqa: E402
 
 from tkshm.window.dialog import Dialog as App  # noqa: E402
 
-__all__ = ["App", "make_photo", "new_root", "pump"]
+__all__ = ["App", "AppFactory", "make_photo", "new_root", "pump"]
+
+AppFactory = Callable[..., App]
 
 
 def pump(root: tk.Misc, condition: Callable[[], bool], deadline: float = 15.0, what: str = "") -> None:
