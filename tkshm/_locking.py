@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable
 from typing import Final
 
+import portalocker
+
 _FIRST_PAUSE: Final = 0.0005
 _LONGEST_PAUSE: Final = 0.01
 
@@ -27,3 +29,14 @@ def wait_for(try_once: Callable[[], bool], timeout: float) -> float | None:
         time.sleep(min(pause, timeout - waited))
         pause = min(pause * 2, _LONGEST_PAUSE)
     return time.perf_counter() - started
+
+
+def try_lock(lock: Callable[[int, portalocker.LockFlags], None], fd: int, exclusive: bool) -> bool:
+    """Take a portalocker lock through ``lock`` without waiting; False if another process
+    holds it. The backends pass their locker: ``flock`` on POSIX, ``LockFileEx`` on Windows."""
+    wanted = portalocker.LockFlags.EXCLUSIVE if exclusive else portalocker.LockFlags.SHARED
+    try:
+        lock(fd, wanted | portalocker.LockFlags.NON_BLOCKING)
+    except portalocker.AlreadyLocked:
+        return False
+    return True

@@ -30,7 +30,7 @@ from typing import Final
 
 import portalocker
 
-from . import trace
+from . import _locking, trace
 from .errors import (
     CorruptSegmentError,
     OutOfSharedMemoryError,
@@ -128,12 +128,7 @@ def _open_file(dir_path: str, dir_fd: int, name: str, flags: int) -> int:
 
 def try_lock(fd: int, exclusive: bool) -> bool:
     """Take the data lock without waiting (portalocker over ``flock``); False if it is taken."""
-    wanted = portalocker.LockFlags.EXCLUSIVE if exclusive else portalocker.LockFlags.SHARED
-    try:
-        portalocker.lock(fd, wanted | portalocker.LockFlags.NON_BLOCKING)
-    except portalocker.AlreadyLocked:
-        return False
-    return True
+    return _locking.try_lock(portalocker.lock, fd, exclusive)
 
 
 def unlock(fd: int) -> None:

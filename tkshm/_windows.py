@@ -52,7 +52,6 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import Final
 
-import portalocker
 from portalocker.portalocker import Win32Locker
 
 from . import _locking, trace
@@ -100,12 +99,7 @@ def segment_directory() -> str:
 def try_lock(fd: int, exclusive: bool) -> bool:
     """Take the data lock without waiting (``LockFileEx`` through portalocker's Win32Locker,
     for both kinds: one API over one byte range); False if another process has it."""
-    wanted = portalocker.LockFlags.EXCLUSIVE if exclusive else portalocker.LockFlags.SHARED
-    try:
-        _LOCKER.lock(fd, wanted | portalocker.LockFlags.NON_BLOCKING)
-    except portalocker.AlreadyLocked:
-        return False
-    return True
+    return _locking.try_lock(_LOCKER.lock, fd, exclusive)
 
 
 def unlock(fd: int) -> None:
