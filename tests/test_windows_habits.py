@@ -10,6 +10,7 @@ The logic of the console handler and the signal plumbing also run on Linux.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import importlib.metadata
 import os
 import signal
@@ -35,8 +36,6 @@ windows_only = pytest.mark.skipif(sys.platform != "win32", reason="Windows behav
 def under_wine() -> bool:
     if sys.platform != "win32":
         return False
-    import ctypes
-
     return hasattr(ctypes.WinDLL("ntdll"), "wine_get_version")  # Wine's own export
 
 
@@ -171,7 +170,11 @@ def test_start_menu_shortcut_opens_the_window_without_a_console(app_data: Path) 
 
     assert main(["install-desktop"]) == 0
     os.startfile(desktop.shortcut_path())  # as a click on the Start-menu entry does
-    window = wait_until(lambda: win32gui.FindWindow(None, "SharedMemory Example"), "the window")
+    # user32's FindWindowW returns 0 while the window is not there yet; pywin32's wrapper raises
+    # then, with whatever error an earlier call left behind (Wine leaves 1400, invalid handle).
+    find_window = ctypes.WinDLL("user32").FindWindowW
+    find_window.argtypes, find_window.restype = (ctypes.c_wchar_p, ctypes.c_wchar_p), ctypes.c_void_p
+    window = wait_until(lambda: find_window(None, "SharedMemory Example"), "the window")
     _, pid = win32process.GetWindowThreadProcessId(window)
     try:
         assert python(HAS_CONSOLE, pid).startswith("no console")
