@@ -218,9 +218,10 @@ def make_animation(
     frames[0].save(path, fmt, **params)
 
 
-@pytest.mark.parametrize(
-    ("fmt", "suffix"), [("GIF", "gif"), ("PNG", "png"), ("WEBP", "webp"), ("TIFF", "tiff")]
-)
+FORMATS = [("GIF", "gif"), ("PNG", "png"), ("WEBP", "webp"), ("TIFF", "tiff")]
+
+
+@pytest.mark.parametrize(("fmt", "suffix"), FORMATS)
 def test_open_frames_gives_every_frame_as_rgba_with_its_duration(
     tmp_path: Path, fmt: str, suffix: str
 ) -> None:
