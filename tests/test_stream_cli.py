@@ -334,3 +334,24 @@ def test_watch_piped_into_head_ends_quietly_after_two_lines(
     assert watch.stderr is not None and watch.stderr.read() == b""
     watch.stderr.close()
     assert len(head.stdout.splitlines()) == 2
+
+
+@pytest.mark.skipif(
+    not hasattr(ipc.Segment, "publisher_alive"), reason="needs Segment.publisher_alive (the live-frames API)"
+)
+def test_watch_says_once_that_the_publisher_went_and_keeps_following_the_next_one(
+    key: str, started: list[Running | Reader]
+) -> None:
+    pattern = ["play", "--key", key, "--pattern", "--size", "64x48", "--fps", "20"]
+    first = start(started, *pattern)
+    first.line()
+    watch = start(started, "watch", "--key", key, "--json")
+    assert json.loads(watch.line())["publisher"] == "alive"
+    first.stop()  # the watch still holds the segment, so it stays
+    wait_until(lambda: json.loads(watch.line())["publisher"] == "gone", "a report that the publisher went")
+    json.loads(watch.line())  # a second report while it is gone: the notice is not repeated
+    start(started, *pattern).line()
+    back = wait_until(lambda: (r := json.loads(watch.line()))["publisher"] == "alive" and r, "frames again")
+    assert back["frames"] > 0
+    _status, _rest, stderr = watch.stop(signal.SIGINT)
+    assert stderr.splitlines() == ["tkshm: the publisher has gone; waiting for frames under this key."]
