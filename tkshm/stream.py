@@ -331,17 +331,8 @@ class Received:
     write_time_ns: int
 
 
-# The live-frames API (Segment.wait_for_change, read_image(into=), last_frame,
-# publisher_alive), where this tkshm has it; else the generation is polled and the header
-# read under the same lock as the pixels. This is the one place that knows the difference.
-_LIVE_FRAMES: Final = hasattr(ipc.Segment, "wait_for_change")
-
-
 class Follower:
     """Attached to a key, waiting for each new frame and reading it."""
-
-    # How often to look at the generation while waiting for a new one (without wait_for_change).
-    POLL_S: Final = 0.001
 
     def __init__(self, key: str) -> None:
         self.segment = ipc.Segment.attach(key)
@@ -353,40 +344,25 @@ class Follower:
 
     def wait_for_change(self, after_generation: int, timeout: float) -> int:
         """Wait until the generation is newer than ``after_generation`` or ``timeout`` passes;
-        return the generation then (not newer: the timeout passed)."""
-        if _LIVE_FRAMES:
-            return int(self.segment.wait_for_change(after_generation, timeout))  # type: ignore[attr-defined]
-        end = time.monotonic() + timeout
-        while (generation := self.segment.peek_generation()) <= after_generation:
-            left = end - time.monotonic()
-            if left <= 0:
-                break
-            time.sleep(min(self.POLL_S, left))
-        return generation
+        return the generation then (not newer: the timeout passed). The publish wakes us."""
+        return self.segment.wait_for_change(after_generation, timeout)
 
     def read(self) -> Received:
         """Copy the newest frame out, with the generation and write time it was published with."""
-        if _LIVE_FRAMES:
-            # Into the same buffer each time: a stream of 8 MB frames would otherwise be a
-            # stream of 8 MB allocations. A frame of another size gets a buffer of its own.
-            try:
-                image = self.segment.read_image(into=self._buffer)  # type: ignore[call-arg]
-            except ImageError:
-                image = self.segment.read_image()
-            self._buffer = image
-            frame = self.segment.last_frame  # type: ignore[attr-defined]
-            return Received(image, frame.generation, frame.write_time_ns)
-        # One shared lock around both, so the header read describes the very pixels copied.
-        with self.segment.lock(exclusive=False):
+        # Into the same buffer each time: a stream of 8 MB frames would otherwise be a stream
+        # of 8 MB allocations. A frame of another size gets a buffer of its own.
+        try:
+            image = self.segment.read_image(into=self._buffer)
+        except ImageError:
             image = self.segment.read_image()
-            info = self.segment.info()
-        return Received(image, info.generation, info.write_time_ns)
+        self._buffer = image
+        frame = self.segment.last_frame
+        assert frame is not None
+        return Received(image, frame.generation, frame.write_time_ns)
 
     def publisher_alive(self) -> bool | None:
-        """Whether the process that published the newest frame still runs (None: unknown)."""
-        if _LIVE_FRAMES:
-            return bool(self.segment.publisher_alive())  # type: ignore[attr-defined]
-        return None
+        """Whether the process that published the newest frame still runs."""
+        return self.segment.publisher_alive()
 
     def close(self) -> None:
         self.segment.detach()
