@@ -308,6 +308,7 @@ class Follower:
         reusable = old is not None and old.complete and old.image is not picture.image
         self._spare = old.image if reusable and old is not None else None
         self._shown = frame
+        dialog.root.update_idletasks()  # draw it now: latency is publish to pixels on screen
         latency = max(0.0, (time.time_ns() - frame.write_time_ns) / 1e9)
         self.meter.shown(picture.generation or 0, latency, now)
         if not frame.traced:
