@@ -116,17 +116,20 @@ def test_a_window_that_cannot_keep_up_skips_to_the_newest_frame_and_counts_what_
     sources.append(Source(key, fps=60))
     app = make_app()
     follow(app)
-    before = generation(app)
+    before, shown = generation(app), app.follower.meter.count
     end = time.monotonic() + 0.5
     while time.monotonic() < end:  # Tk kept busy for half a second: no event is handled
         pass
-    pump(app.root, lambda: generation(app) > before, DEADLINE, "a frame after the busy spell")
-    jumped = generation(app) - before
-    assert jumped > 10, f"the next frame shown is the newest (generation +{jumped}), not the next in line"
-    assert app.follower.meter.skipped >= jumped - 1
-    pump(app.root, lambda: stream_figures(app) is not None, DEADLINE, "the stream's figures")
-    match = stream_figures(app)
-    assert match is not None and int(match.group(3)) >= jumped - 1
+    pump(app.root, lambda: generation(app) > before + 10, DEADLINE, "the newest frame after the busy spell")
+    # At most the read that was on its way, then the newest: never the thirty in between.
+    assert app.follower.meter.count - shown <= 2
+    assert app.follower.meter.skipped >= 10
+
+    def skipped_shown() -> int:
+        match = stream_figures(app)
+        return -1 if match is None else int(match.group(3))
+
+    pump(app.root, lambda: skipped_shown() >= 10, DEADLINE, "the skipped frames in the status line")
 
 
 def test_a_killed_publisher_is_reported_within_a_second_and_a_new_one_is_followed(

@@ -538,6 +538,12 @@ class Dialog:
             still = describe(self.tr, self.key, self._frame_size(picture), generation, None, False)
             self.set_status(still + SEPARATOR + self.tr("publisher stopped"))
 
+    def preview_resized(self) -> None:
+        """Follow mode shows a preview and the window changed size (or opened only now):
+        read the frame again for the new size; a display's full copy is on its way anyway."""
+        if self.follower.on:
+            self.follower.reread()
+
     def _frame_size(self, picture: Picture) -> tuple[int, int]:
         """The size of the frame itself (a preview is the window's size)."""
         shown = self.follower.shown_size

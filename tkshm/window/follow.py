@@ -29,7 +29,6 @@ segment's holders.
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 import tkinter
 import weakref
@@ -78,54 +77,26 @@ class Frame:
     traced: bool  # its steps are in the trace (else it is part of the next summary line)
 
 
-# -- what follow mode asks of the segment: the live-frames calls, in one place --------------
-def wake_fileno(segment: ipc.Segment) -> int | None:
-    """A descriptor that is readable after each publish, or None (Windows: poll instead)."""
-    wake = getattr(segment, "wake_fileno", None)
-    return None if wake is None else wake()
-
-
-def drain_wakeups(segment: ipc.Segment) -> None:
-    drain = getattr(segment, "drain_wakeups", None)
-    if drain is not None:
-        drain()
-
-
-def publisher_alive(segment: ipc.Segment, pid: int) -> bool:
-    """Is the process that published the newest frame still running?"""
-    alive = getattr(segment, "publisher_alive", None)
-    if alive is not None:
-        return bool(alive())
-    if os.name != "posix" or pid <= 0:  # until the segment can say: assume it runs
-        return True
-    try:
-        os.kill(pid, 0)  # signal 0: only asks whether the process exists
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def read_frame(segment: ipc.Segment, box: tuple[int, int], into: Image.Image | None, traced: bool) -> Frame:
-    """Copy the newest frame (worker thread): into ``into`` if it is the frame's size and
-    fits ``box``, else sampled down to ``box``. Only a ``traced`` frame's steps are traced."""
-    # One lock around both: the header read is the frame's own.
-    with contextlib.nullcontext() if traced else trace.quiet(), segment.lock(exclusive=False):
-        info = segment.info()
-        full = (info.width, info.height)
-        fits = fit_size(full, box) == full
-        if traced:
-            how = "it fits the window: one copy" if fits else "a preview fitted to the window"
-            trace.step("follow: generation %d, %dx%d: %s", info.generation, *full, how)
-        if fits and into is not None and into.size == full:
-            image = segment.read_image()
-            into.paste(image)
-            image = into
-        else:
+    """Copy the newest frame (worker thread): into ``into``, a buffer the size of the frame
+    before, if that still fits ``box``; else sampled down to ``box`` (a frame that fits comes
+    out whole, and is the buffer of the next read). Only a ``traced`` frame's steps are traced.
+    """
+    with contextlib.nullcontext() if traced else trace.quiet():
+        image = None
+        if into is not None and fit_size(into.size, box) == into.size:
+            with contextlib.suppress(ImageError):  # the stream changed size: sample it instead
+                image = segment.read_image(into=into)
+        if image is None:
             image = segment.read_preview(box)
-    picture = Picture(image, "shm", info.generation, segment.last_stats, complete=image.size == full)
-    return Frame(picture, full, info.write_time_ns, info.writer_pid, traced)
+        frame = segment.last_frame
+        assert frame is not None, "a read sets last_frame"
+        full = (frame.width, frame.height)
+        if traced:
+            how = "copied whole" if image.size == full else f"a {image.width}x{image.height} preview"
+            trace.step("follow: generation %d, %dx%d, slot %d: %s", frame.generation, *full, frame.slot, how)
+    picture = Picture(image, "shm", frame.generation, segment.last_stats, complete=image.size == full)
+    return Frame(picture, full, frame.write_time_ns, frame.writer_pid, traced)
 
 
 class Follower:
@@ -140,7 +111,9 @@ class Follower:
         self.meter = StreamMeter()
         self._busy = False  # a worker job is using self.segment: do not touch it here
         self._behind = False  # a newer frame was announced while busy: read again after
-        self._fd: int | None = None  # the wake-up descriptor Tk watches
+        self._fd: int | None = None  # the wake-up descriptor
+        self._watching = False  # Tk watches it (not while a read is on its way)
+        self._again = False  # read the frame on screen again (the window changed size)
         self._timers: dict[str, str] = {}  # after() ids: "attach", "poll", "status", "settle"
         self._shown: Frame | None = None
         self._spare: Image.Image | None = None  # the buffer not on screen, for the next frame
@@ -220,19 +193,28 @@ class Follower:
         """Be told of each publish: by the segment's wake-up socket, or by polling."""
         segment = self.segment
         assert segment is not None
-        fd = wake_fileno(segment)
+        fd = segment.wake_fileno()
         if fd is None:
             trace.step("follow: checking the generation every %d ms (no wake-up socket here)", FOLLOW_POLL_MS)
             self._after("poll", FOLLOW_POLL_MS, self._poll)
             return
         trace.step("follow: waiting on the segment's wake-up socket (a datagram after each publish)")
         self._fd = fd
-        self.dialog.root.tk.createfilehandler(fd, tkinter.READABLE, self._woken)
+        self._watch(True)
+
+    def _watch(self, on: bool) -> None:
+        """Have Tk watch the wake-up socket, or stop (while a read is on its way)."""
+        if self._fd is None or on == self._watching:
+            return
+        self._watching = on
+        if on:
+            self.dialog.root.tk.createfilehandler(self._fd, tkinter.READABLE, self._woken)
+        else:
+            self.dialog.root.tk.deletefilehandler(self._fd)
 
     def _unlisten(self) -> None:
-        if self._fd is not None:
-            self.dialog.root.tk.deletefilehandler(self._fd)
-            self._fd = None
+        self._watch(False)
+        self._fd = None
 
     # -- being told of a new frame -----------------------------------------------------------
     def _woken(self, fd: int, mask: int) -> None:
@@ -240,7 +222,13 @@ class Follower:
         segment = self.segment
         if segment is None or not self.on:
             return
-        drain_wakeups(segment)
+        if self._busy:
+            # The worker is using the segment: do not wait for it on this thread. Stop
+            # watching (the socket stays readable) and look again when the read is shown.
+            self._behind = True
+            self._watch(False)
+            return
+        segment.drain_wakeups()
         self._newer()
 
     def _poll(self) -> None:
@@ -249,11 +237,16 @@ class Follower:
         if not self._busy and self._is_newer():
             self._newer()
 
+    def reread(self) -> None:
+        """Read the newest frame even if it is the one on screen (for a new window size)."""
+        self._again = True
+        self._newer()
+
     def _is_newer(self) -> bool:
         segment, shown = self.segment, self._shown
         if segment is None:
             return False
-        if shown is None:
+        if shown is None or self._again:
             return True
         try:
             return segment.peek_generation() != shown.picture.generation
@@ -273,6 +266,7 @@ class Follower:
         self._busy, self._behind = True, False
         now = time.monotonic()
         traced = now - self._last_new >= TRACE_SUMMARY_S  # the first after a pause
+        self.dialog.root.update_idletasks()  # the layout first: the frame is read for its size
         box, spare = self.dialog.picture_area.size(), self._spare
         self.dialog.submit(lambda: read_frame(segment, box, spare, traced), self._frame, self._failed)
 
@@ -283,8 +277,17 @@ class Follower:
             return
         picture = frame.picture
         previous = self._shown
-        if previous is None or picture.generation != previous.picture.generation:
+        if previous is None or picture.generation != previous.picture.generation or self._again:
+            self._again = False
             self._show(frame, previous)
+        self._caught_up()
+
+    def _caught_up(self) -> None:
+        """A worker job on the segment is done: read again if a newer frame came meanwhile."""
+        segment = self.segment
+        if self._fd is not None and not self._watching and segment is not None:
+            segment.drain_wakeups()  # what came while we were not watching
+            self._watch(True)
         if self._behind and self._is_newer():
             self._read()
         else:
@@ -310,9 +313,11 @@ class Follower:
         self._shown = frame
         dialog.root.update_idletasks()  # draw it now: latency is publish to pixels on screen
         latency = max(0.0, (time.time_ns() - frame.write_time_ns) / 1e9)
-        self.meter.shown(picture.generation or 0, latency, now)
-        if not frame.traced:
-            self._summary.add(picture.generation or 0, latency)
+        again = previous is not None and previous.picture.generation == picture.generation
+        if not again:  # (a frame read again for a new window size is not a new frame)
+            self.meter.shown(picture.generation or 0, latency, now)
+            if not frame.traced:
+                self._summary.add(picture.generation or 0, latency)
         if first:
             self._status_words(now)
         if not picture.complete:
@@ -340,8 +345,7 @@ class Follower:
             return
         self.dialog.full_ready(token, picture)
         self._shown = replace(shown, picture=picture)
-        if self._behind:
-            self._read()
+        self._caught_up()
 
     # -- a few times a second: the status line, the trace summary, a stopped publisher -------
     def _status_tick(self) -> None:
@@ -368,7 +372,7 @@ class Follower:
         if now - self._last_new < QUIET_S:
             return
         try:
-            if self._is_newer() or publisher_alive(segment, shown.writer_pid):
+            if self._is_newer() or segment.publisher_alive():
                 return
         except TkshmError:
             return
@@ -388,6 +392,9 @@ class Follower:
         self._busy = False
         if not self.on:
             return
+        if self._fd is not None and self.segment is not None:
+            self.segment.drain_wakeups()
+            self._watch(True)
         if isinstance(error, SegmentNotFoundError):
             # Nothing published yet (or an empty segment): keep trying, quietly, but say so.
             if self.segment is None:
@@ -398,10 +405,6 @@ class Follower:
             # The publisher died half-way through a frame: the last complete one stays.
             self._stopped = (self._shown.picture.generation or 0, self._shown.writer_pid)
             self.dialog.publisher_stopped(None, self._shown.picture.generation or 0)
-            return
-        if isinstance(error, ImageError) and self._spare is not None:
-            self._spare = None  # the stream changed size between two reads: read afresh
-            self._newer()
             return
         self.dialog.failed(error)
 

@@ -39,6 +39,9 @@ class Owner(Protocol):
     def failed(self, error: Exception) -> None:
         """Say what went wrong, in the dialog's words."""
 
+    def preview_resized(self) -> None:
+        """The area changed size while it shows a preview (which only its source can redo)."""
+
 
 # After a resize, wait until the size has been stable this long before refitting: dragging a
 # window edge sends dozens of <Configure> events per second.
@@ -194,8 +197,11 @@ class PictureArea:
     def _refit(self) -> None:
         self._refit_after = None
         picture = self.picture
-        if picture is None or not picture.complete:
-            return  # a preview is re-fitted when its full image arrives
+        if picture is None:
+            return
+        if not picture.complete:  # a preview is re-fitted when its full image arrives
+            self.owner.preview_resized()
+            return
         if fit_size(picture.image.size, self.size()) != self.shown_size:
             self.token += 1
             self._fit(new_picture=False)

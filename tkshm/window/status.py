@@ -86,6 +86,7 @@ class StreamMeter:
 
     def __init__(self) -> None:
         self._recent: deque[tuple[float, float]] = deque()  # (when shown, latency)
+        self.count = 0  # frames shown
         self.skipped = 0
         self.last_generation: int | None = None
 
@@ -94,6 +95,7 @@ class StreamMeter:
         if last is not None and generation > last + 1:  # generations count every publish
             self.skipped += generation - last - 1
         self.last_generation = generation
+        self.count += 1
         self._recent.append((now, latency_s))
         self._forget(now)
 
