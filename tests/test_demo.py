@@ -317,21 +317,10 @@ def test_a_second_ctrl_c_while_the_window_closes_still_ends_it_cleanly(isolated_
 
 
 # ------------------------------------------------------------- with a stream playing
-STAND_IN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "stream_source.py")
 PLAYER = re.compile(
     r"Process (\d+) plays a moving test pattern under the same key; the right window follows it "
     r"\(Follow changes is on\)\."
 )
-
-
-def demo_playing_the_stand_in() -> list[str]:
-    """``tkshm demo --pattern``, its player replaced by tests/stream_source.py (160x120, 30 fps)."""
-    code = (
-        "import sys; import tkshm.demo as demo; "
-        f"demo.play_command = lambda key, file: [sys.executable, {STAND_IN!r}, key, '160', '120', '30']; "
-        "from tkshm.cli import main; sys.exit(main(sys.argv[1:]))"
-    )
-    return [sys.executable, "-c", code, "demo", "--lang", "en", "--pattern"]
 
 
 def alive(pid: int) -> bool:
@@ -367,8 +356,16 @@ def test_demo_takes_a_play_source_for_the_right_window_to_follow() -> None:
 def test_demo_with_a_play_source_has_the_right_window_follow_the_stream_and_stops_the_player(
     demos: list[Demo], isolated_dir: str
 ) -> None:
-    demo, _, _ = start_demo(demos, demo_playing_the_stand_in())
+    demo, _, _ = start_demo(demos, [sys.executable, "-m", "tkshm", "demo", "--lang", "en", "--pattern"])
     player = int(demo.out.wait_for(PLAYER.pattern).group(1))
+    try:
+        follows_and_ends(demo, player, isolated_dir)
+    finally:
+        if alive(player):  # only after a failure: the demo did not stop it
+            os.kill(player, signal.SIGKILL)
+
+
+def follows_and_ends(demo: Demo, player: int, isolated_dir: str) -> None:
     following = rf"LABEL Following key {re.escape(demo.key)}: showing generation \d+ from shared memory\."
     demo.out.wait_for(following)
     frame = re.compile(r"FRAME gen=(\d+) fps=([\d.]+) skipped=(\d+) latency_ms=([\d.]+)")
@@ -383,10 +380,11 @@ def test_demo_with_a_play_source_has_the_right_window_follow_the_stream_and_stop
     assert not any(m.startswith("follow:") for m in demo.trace(demo.left_pid))  # the left one does not follow
 
     os.killpg(demo.proc.pid, signal.SIGINT)  # Ctrl+C: the windows and the player end
-    assert demo.finish() == 0
+    status = demo.finish()
+    assert status == 0, [line for line in demo.err.seen if not TRACE.fullmatch(line)]
     assert not alive(player)
     assert [line for line in demo.err.seen if not TRACE.fullmatch(line)] == []
-    assert os.listdir(isolated_dir) == []
+    assert os.listdir(isolated_dir) == [], "\n".join([*demo.out.seen[-5:], *demo.err.seen[-15:]])
     wait_until(no_traced_windows, "both windows to go")
 
 

@@ -145,9 +145,11 @@ def run_demo(
 
     def close_windows(signum: int, frame: FrameType | None) -> None:
         # Ctrl+C in a terminal reaches the windows too; a SIGTERM sent to us alone does not.
-        for process in [*windows, *players]:
-            if process.poll() is None:
-                process.send_signal(signum)
+        # (A window ignores a second signal while it closes. The player is not sent one: it
+        # got Ctrl+C from the terminal, or it is stopped below once the windows are closed.)
+        for window in windows:
+            if window.poll() is None:
+                window.send_signal(signum)
         deadline[:] = [time.monotonic() + CLOSE_TIMEOUT]
 
     for signum in (signal.SIGINT, signal.SIGTERM):  # before the windows exist: no gap to fall in
@@ -163,14 +165,18 @@ def run_demo(
     print(introduction(key, (windows[0].pid, windows[1].pid), lang, player), flush=True)
     for window in windows:
         _wait(window, deadline)
+    stopped = set()
     for process in players:  # the windows are closed: the stream has no audience left
         if process.poll() is None:
-            process.terminate()  # SIGTERM: it detaches, as tkshm put does
+            # POSIX: SIGTERM, and it detaches as tkshm put does. Windows: TerminateProcess,
+            # and the system closes its handles (its mapping goes with the last of them).
+            process.terminate()
+            stopped.add(process.pid)
             deadline[:] = [time.monotonic() + CLOSE_TIMEOUT]
         _wait(process, deadline)
     status = 0
     for process in players:
-        if process.returncode > 0:
+        if process.returncode > 0 and process.pid not in stopped:
             print(f"tkshm: The player, process {process.pid}, ended with an error.", file=sys.stderr)
             status = 1
     for window in windows:
