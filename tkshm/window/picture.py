@@ -232,7 +232,7 @@ def sample(segment: ipc.Segment, box: tuple[int, int], why: str) -> Picture:
 def copy_full(segment: ipc.Segment, why: str) -> Picture:
     """The whole image, copied out under the shared lock: kept for re-fitting on resize."""
     trace.step("%s, copy 2 of 2: the full image, kept to re-fit the picture when the window is resized", why)
-    with segment.lock(exclusive=False):
-        image = segment.read_image()
-        generation = segment.peek_generation()  # under the lock: the image's own generation
+    image = segment.read_image()
+    frame = segment.last_frame  # the image's own generation (the header may have moved on)
+    generation = frame.generation if frame is not None else segment.peek_generation()
     return Picture(image, "shm", generation, segment.last_stats)
