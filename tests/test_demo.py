@@ -34,7 +34,7 @@ from watch import DEADLINE, Lines, accept_dialog, click, xdotool
 
 from tkshm import __version__, ipc
 from tkshm.cli import build_parser
-from tkshm.demo import introduction, side_by_side, tkshm_command
+from tkshm.demo import introduction, play_command, side_by_side, tkshm_command
 from tkshm.window.dialog import MIN_WINDOW  # the window's root.minsize: Tk grows a smaller one
 
 GEOMETRY = re.compile(r"(\d+)x(\d+)\+(\d+)\+(\d+)")
@@ -137,9 +137,9 @@ def no_traced_windows() -> bool:
 class Demo:
     """``python -m tkshm demo`` in a session (and process group) of its own."""
 
-    def __init__(self) -> None:
+    def __init__(self, argv: list[str] | None = None) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tkshm", "demo", "--lang", "en"],
+            argv or [sys.executable, "-m", "tkshm", "demo", "--lang", "en"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, "TKSHM_TEST_EVENTS": "1"}, start_new_session=True,
         )  # fmt: skip
@@ -205,9 +205,9 @@ def demos(isolated_dir: str) -> Iterator[list[Demo]]:
         demo.stop()
 
 
-def start_demo(demos: list[Demo]) -> tuple[Demo, Rect, Rect]:
+def start_demo(demos: list[Demo], argv: list[str] | None = None) -> tuple[Demo, Rect, Rect]:
     """Start the demo; return it and its left and right windows' places, checked side by side."""
-    demo = Demo()
+    demo = Demo(argv)
     demos.append(demo)
     left, right = window_rect(demo.window(demo.left_pid)), window_rect(demo.window(demo.right_pid))
     screen = screen_size()
@@ -314,6 +314,78 @@ def test_a_second_ctrl_c_while_the_window_closes_still_ends_it_cleanly(isolated_
         window.stdout.close()
         window.stderr.close()
     assert os.listdir(isolated_dir) == []
+
+
+# ------------------------------------------------------------- with a stream playing
+PLAYER = re.compile(
+    r"Process (\d+) plays a moving test pattern under the same key; the right window follows it "
+    r"\(Follow changes is on\)\."
+)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:  # a zombie has ended, only its parent has not reaped it
+        return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_demo_takes_a_play_source_for_the_right_window_to_follow() -> None:
+    parser = build_parser()
+    assert parser.parse_args(["demo", "--play", "clip.gif"]).play == "clip.gif"
+    assert parser.parse_args(["demo", "--pattern"]).pattern is True
+    started = play_command("lesson", None)
+    assert started[: len(tkshm_command())] == tkshm_command()  # not -m: the folder cannot shadow it
+    assert started[len(tkshm_command()) :] == [
+        "play",
+        "--key",
+        "lesson",
+        "--pattern",
+        "--size",
+        "640x360",
+        "--fps",
+        "30",
+    ]
+    assert play_command("lesson", "clip.gif")[-4:] == ["play", "--key", "lesson", "clip.gif"]
+
+
+@needs_xdotool
+@SIGNALS
+def test_demo_with_a_play_source_has_the_right_window_follow_the_stream_and_stops_the_player(
+    demos: list[Demo], isolated_dir: str
+) -> None:
+    demo, _, _ = start_demo(demos, [sys.executable, "-m", "tkshm", "demo", "--lang", "en", "--pattern"])
+    player = int(demo.out.wait_for(PLAYER.pattern).group(1))
+    try:
+        follows_and_ends(demo, player, isolated_dir)
+    finally:
+        if alive(player):  # only after a failure: the demo did not stop it
+            os.kill(player, signal.SIGKILL)
+
+
+def follows_and_ends(demo: Demo, player: int, isolated_dir: str) -> None:
+    following = rf"LABEL Following key {re.escape(demo.key)}: showing generation \d+ from shared memory\."
+    demo.out.wait_for(following)
+    frame = re.compile(r"FRAME gen=(\d+) fps=([\d.]+) skipped=(\d+) latency_ms=([\d.]+)")
+    first = int(demo.out.wait_for(frame.pattern).group(1))
+    mark = len(demo.out.seen)
+    later = int(demo.out.wait_for(frame.pattern, mark).group(1))
+    assert later > first  # the right window keeps up with the stream
+    summary = r"follow: \d+ frames shown in the last .+"
+    demo.err.wait(
+        lambda seen: any(re.fullmatch(summary, m) for m in demo.trace(demo.right_pid)), "a summary line"
+    )
+    assert not any(m.startswith("follow:") for m in demo.trace(demo.left_pid))  # the left one does not follow
+
+    os.killpg(demo.proc.pid, signal.SIGINT)  # Ctrl+C: the windows and the player end
+    status = demo.finish()
+    assert status == 0, [line for line in demo.err.seen if not TRACE.fullmatch(line)]
+    assert not alive(player)
+    assert [line for line in demo.err.seen if not TRACE.fullmatch(line)] == []
+    assert os.listdir(isolated_dir) == [], "\n".join([*demo.out.seen[-5:], *demo.err.seen[-15:]])
+    wait_until(no_traced_windows, "both windows to go")
 
 
 # ------------------------------------------------------------- started from anywhere

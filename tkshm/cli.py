@@ -154,6 +154,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--zoom", type=float, default=1.0, help="scale every font, e.g. 1.5, for the back of the room"
     )
+    source = demo.add_mutually_exclusive_group()
+    source.add_argument(
+        "--play", metavar="FILE", help="also play FILE as a stream (tkshm play); the right window follows it"
+    )
+    source.add_argument(
+        "--pattern", action="store_true", help="also play a moving test pattern; the right window follows it"
+    )
     # Accepted by the parser only to be refused in words: the demo's trace is always on.
     demo.add_argument("--trace", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     command(
@@ -633,7 +640,7 @@ def _demo(args: argparse.Namespace) -> int:
     def open_windows() -> int:
         from .demo import run_demo
 
-        return run_demo(key=args.key, lang=args.lang, zoom=args.zoom)
+        return run_demo(key=args.key, lang=args.lang, zoom=args.zoom, play=args.play, pattern=args.pattern)
 
     return _windowed(open_windows)
 

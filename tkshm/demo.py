@@ -5,6 +5,10 @@ by side on a fresh key, each with its trace pane open and its Load dialog pointi
 image, and both print their trace to this terminal. A teacher presses Load in one and Display
 in the other and the class watches the key become a name, the segment being created and
 attached, the lock taken and released, and the last detach remove the segment.
+
+With ``--play FILE`` or ``--pattern`` a third process, ``tkshm play``, publishes a stream of
+frames under the same key, and the right window starts with Follow changes on: the class
+watches video go through shared memory, and can kill the player to see the window notice.
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ MAX_WINDOW: Final = (640, 860)
 CLOSE_TIMEOUT: Final = 10.0
 # The first picture to load: small, so the second sample (1920x1200) makes the segment grow.
 FIRST_SAMPLE: Final = "sunset.jpg"
+# The stream of ``--pattern``: small enough for any classroom laptop to play at full rate.
+PATTERN_SIZE: Final = "640x360"
+PATTERN_FPS: Final = 30
 
 
 def sample_directory() -> str:
@@ -74,9 +81,26 @@ def tkshm_command() -> list[str]:
     return [sys.executable, "-c", code, home]
 
 
-def introduction(key: str, pids: tuple[int, int], lang: str | None = None) -> str:
-    """What the terminal says when the windows open, in the windows' language."""
+def play_command(key: str, file: str | None) -> list[str]:
+    """``tkshm play`` of ``file`` under ``key``, or of the moving test pattern if None."""
+    source = [file] if file is not None else ["--pattern", "--size", PATTERN_SIZE, "--fps", str(PATTERN_FPS)]
+    return [*tkshm_command(), "play", "--key", key, *source]
+
+
+def introduction(
+    key: str, pids: tuple[int, int], lang: str | None = None, player: tuple[int, str] | None = None
+) -> str:
+    """What the terminal says when the windows open, in the windows' language; ``player``
+    is the process id of ``tkshm play`` and what it plays, if the demo started one."""
     tr = translation(lang).gettext
+    plays: tuple[str, ...] = ()
+    if player is not None:
+        plays = (
+            tr(
+                "Process {pid} plays {source} under the same key; the right window follows it "
+                "(Follow changes is on)."
+            ).format(pid=player[0], source=player[1]),
+        )
     return "\n".join(
         (
             tr(
@@ -85,17 +109,28 @@ def introduction(key: str, pids: tuple[int, int], lang: str | None = None) -> st
             ).format(key=repr(key), left=pids[0], right=pids[1]),
             tr("Left: press {load} and open the sample image.").format(load=tr("Load Image From File...")),
             tr("Right: press {display}.").format(display=tr("Display Image From Shared Memory")),
+            *plays,
             tr("Each step of the protocol is printed below and in each window's trace pane."),
             tr("Close both windows, or press Ctrl+C here, to end the demo."),
         )
     )
 
 
-def run_demo(key: str | None = None, lang: str | None = None, zoom: float = 1.0) -> int:
+def run_demo(
+    key: str | None = None,
+    lang: str | None = None,
+    zoom: float = 1.0,
+    play: str | None = None,
+    pattern: bool = False,
+) -> int:
     """Open the two windows, wait until both are closed, and return the exit status.
+
+    With ``play`` (a file) or ``pattern``, first start ``tkshm play`` on the same key, and the
+    right window following it; it is stopped when the windows have closed.
 
     Raises ImportError without tkinter and ``tkinter.TclError`` without a display.
     """
+    tr = translation(lang).gettext
     screen = _screen_size()
     key = key or f"demo-{secrets.token_hex(3)}"  # fresh: nothing published under it yet
     sample = os.path.join(sample_directory(), FIRST_SAMPLE)
@@ -105,10 +140,13 @@ def run_demo(key: str | None = None, lang: str | None = None, zoom: float = 1.0)
     if zoom != 1.0:
         command += ["--zoom", str(zoom)]
     windows: list[subprocess.Popen[bytes]] = []
+    players: list[subprocess.Popen[bytes]] = []
     deadline: list[float] = []
 
     def close_windows(signum: int, frame: FrameType | None) -> None:
         # Ctrl+C in a terminal reaches the windows too; a SIGTERM sent to us alone does not.
+        # (A window ignores a second signal while it closes. The player is not sent one: it
+        # got Ctrl+C from the terminal, or it is stopped below once the windows are closed.)
         for window in windows:
             if window.poll() is None:
                 window.send_signal(signum)
@@ -116,18 +154,31 @@ def run_demo(key: str | None = None, lang: str | None = None, zoom: float = 1.0)
 
     for signum in (signal.SIGINT, signal.SIGTERM):  # before the windows exist: no gap to fall in
         signal.signal(signum, close_windows)
+    player = None
+    if play is not None or pattern:
+        # Started as the windows are (tkshm_command), so the current folder cannot shadow it.
+        players.append(subprocess.Popen(play_command(key, play)))
+        player = (players[0].pid, repr(play) if play is not None else tr("a moving test pattern"))
     for role, where in zip(ROLES, side_by_side(screen), strict=True):
-        windows.append(subprocess.Popen([*command, "--role", role, "--geometry", where]))
-    print(introduction(key, (windows[0].pid, windows[1].pid), lang), flush=True)
+        follows = {**os.environ, "TKSHM_FOLLOW": "1"} if players and role == "display" else None
+        windows.append(subprocess.Popen([*command, "--role", role, "--geometry", where], env=follows))
+    print(introduction(key, (windows[0].pid, windows[1].pid), lang, player), flush=True)
     for window in windows:
-        while window.poll() is None:
-            if deadline and time.monotonic() > deadline[0]:
-                window.kill()
-            try:
-                window.wait(0.2)  # a timed wait, so that a stuck window is noticed
-            except subprocess.TimeoutExpired:
-                continue
+        _wait(window, deadline)
+    stopped = set()
+    for process in players:  # the windows are closed: the stream has no audience left
+        if process.poll() is None:
+            # POSIX: SIGTERM, and it detaches as tkshm put does. Windows: TerminateProcess,
+            # and the system closes its handles (its mapping goes with the last of them).
+            process.terminate()
+            stopped.add(process.pid)
+            deadline[:] = [time.monotonic() + CLOSE_TIMEOUT]
+        _wait(process, deadline)
     status = 0
+    for process in players:
+        if process.returncode > 0 and process.pid not in stopped:
+            print(f"tkshm: The player, process {process.pid}, ended with an error.", file=sys.stderr)
+            status = 1
     for window in windows:
         if window.returncode < 0 and window.returncode not in (-signal.SIGINT, -signal.SIGTERM):
             # Killing a window is one of the lessons (exercise 1 of the tour), not a failure.
@@ -137,3 +188,14 @@ def run_demo(key: str | None = None, lang: str | None = None, zoom: float = 1.0)
             print(f"tkshm: The window of process {window.pid} ended with an error.", file=sys.stderr)
             status = 1
     return status
+
+
+def _wait(process: subprocess.Popen[bytes], deadline: list[float]) -> None:
+    """Wait for ``process`` to end; kill it once ``deadline`` (if set) has passed."""
+    while process.poll() is None:
+        if deadline and time.monotonic() > deadline[0]:
+            process.kill()
+        try:
+            process.wait(0.2)  # a timed wait, so that a stuck process is noticed
+        except subprocess.TimeoutExpired:
+            continue

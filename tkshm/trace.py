@@ -12,17 +12,49 @@ the window's trace pane do, and so can any script::
 
 A line carries the process id, because the point of the trace is to watch *two* processes
 take turns: ``15:42:01.124 tkshm[4242] lock granted (shared) after 0.02 ms``.
+
+A stream would bury that story under thirty copies a second, so a reader of frames can
+leave a frame's steps out with :func:`quiet` and say once a second what they added up to.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
+import threading
+from collections.abc import Iterator
 from typing import Final, TextIO
 
 LOGGER: Final = logging.getLogger("tkshm.trace")
 FORMAT: Final = "%(asctime)s.%(msecs)03d tkshm[%(process)d] %(message)s"
 DATE_FORMAT: Final = "%H:%M:%S"
+
+
+class _Quiet(threading.local):
+    depth = 0
+
+
+_quiet: Final = _Quiet()
+
+
+class _LeaveOutQuiet(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return _quiet.depth == 0
+
+
+LOGGER.addFilter(_LeaveOutQuiet())
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Leave out the steps this thread takes inside the block (the frames of a stream after
+    the first: whoever reads them reports a summary instead). Other threads trace as usual."""
+    _quiet.depth += 1
+    try:
+        yield
+    finally:
+        _quiet.depth -= 1
 
 
 def step(message: str, *args: object) -> None:

@@ -8,7 +8,7 @@ Where Qt's example has ``main.cpp`` and ``dialog.cpp``, this package has:
 ``dialog``      :class:`Dialog`: the widgets and the two slots, ``load_from_file`` and
                 ``display_from_shared_memory`` (Qt's ``loadFromFile``/``loadFromMemory``)
 ``picture``     the picture area: fitting a big image to the window, draft then smooth
-``follow``      follow mode: show each new generation without a click
+``follow``      follow mode: show the newest frame of a still image or a stream
 ``tracepane``   the trace pane: each IPC step of this process, as it happens
 ``worker``      the one background thread, so that the Tk main loop never blocks
 ``status``      the words of the status line (numbers kept with their units)
@@ -23,5 +23,7 @@ back through a ``queue.Queue`` that the main thread drains from an ``after()`` c
 For end-to-end tests, ``TKSHM_TEST_EVENTS=1`` makes the window print what it does to
 stdout, one line per event: ``READY``, ``GEOM <widget> X Y [W H]``, ``LABEL <text>``,
 ``CONTROL PID NAME X Y W H``, ``SHOWN source=file|shm gen=N quality=draft|fine ms=T``,
-``CLEARED``.
+``CLEARED``, and in follow mode, a few times a second while a stream plays,
+``FRAME gen=N fps=F skipped=S latency_ms=L``. ``TKSHM_FOLLOW=1`` opens the window with Follow
+changes on (``tkshm demo --play`` starts its right window so).
 """

@@ -41,7 +41,7 @@ from ..i18n import translation
 from ..images import load_image
 from .follow import Follower
 from .picture import Picture, PictureArea, copy_full, sample
-from .status import describe
+from .status import SEPARATOR, StreamFigures, describe, describe_stream
 from .tracepane import TracePane
 from .widgets import Tooltip, Zoom, screen_rect
 from .worker import Worker
@@ -74,6 +74,7 @@ class Dialog:
         geometry: str | None = None,
         zoom: float = 1.0,
         role: str | None = None,
+        follow: bool | None = None,
     ) -> None:
         self.root = root
         self.key = key
@@ -100,6 +101,9 @@ class Dialog:
             self.set_zoom(zoom)
         self.set_message(self._first_message())
         self.set_status(self.tr("Key: {key}").format(key=self.key))
+        # ``tkshm demo --play`` starts its right window following the stream it plays.
+        if os.environ.get("TKSHM_FOLLOW") == "1" if follow is None else follow:
+            self.toggle_follow()
 
     # -- the two buttons -------------------------------------------------------------------
     def load_from_file(self) -> None:
@@ -478,10 +482,6 @@ class Dialog:
                 message += " " + tr("It is animated: only its first of {count} frames is shown.").format(
                     count=picture.frame_count
                 )
-        elif self.follower.on:
-            message = tr("Following key {key}: showing generation {generation} from shared memory.").format(
-                key=self.key, generation=generation
-            )
         else:
             message = tr("Showing the image from shared memory (key {key}, generation {generation}).").format(
                 key=self.key, generation=generation
@@ -491,6 +491,63 @@ class Dialog:
         # Fit to the area as laid out *with* the new message (its height may have changed).
         self.root.update_idletasks()
         self.picture_area.show(picture)
+
+    def show_frame(self, picture: Picture, words: bool) -> None:
+        """A frame in follow mode: on screen at once. Its words (which generation, how many
+        frames a second) change only when ``words`` says, a few times a second."""
+        if self.closed:
+            return
+        if words:
+            self.stream_words(picture, None)
+        self.picture_area.show_frame(picture)
+
+    def stream_words(self, picture: Picture, figures: StreamFigures | None) -> None:
+        """The message and status line of follow mode: a stream's figures, or (for a still
+        image) what its copy cost."""
+        message = self.tr("Following key {key}: showing generation {generation} from shared memory.").format(
+            key=self.key, generation=picture.generation if picture.generation is not None else "?"
+        )
+        size = self._frame_size(picture)
+        if figures is None:
+            status = describe(self.tr, self.key, size, picture.generation, picture.stats, False)
+        else:
+            status = describe_stream(self.tr, self.key, size, picture.generation, figures)
+            self._event(
+                f"FRAME gen={picture.generation} fps={figures.frames_per_second:.1f} "
+                f"skipped={figures.skipped} latency_ms={figures.latency_s * 1000:.1f}"
+            )
+        if str(self.label.cget("text")) != message:
+            self.set_message(message)
+        self.set_status(status)
+
+    def publisher_stopped(self, pid: int | None, generation: int) -> None:
+        """Follow mode: no new frame, and the process that published the last one is gone."""
+        if pid is None:
+            text = self.tr(
+                "Following key {key}: the publisher stopped half-way through a frame. The last "
+                "complete one, generation {generation}, stays on screen until a new one is published."
+            ).format(key=self.key, generation=generation)
+        else:
+            text = self.tr(
+                "Following key {key}: process {pid}, which published generation {generation}, has "
+                "stopped. Its last frame stays on screen until a new one is published."
+            ).format(key=self.key, pid=pid, generation=generation)
+        self.set_message(text)
+        picture = self.picture_area.picture
+        if picture is not None:
+            still = describe(self.tr, self.key, self._frame_size(picture), generation, None, False)
+            self.set_status(still + SEPARATOR + self.tr("publisher stopped"))
+
+    def preview_resized(self) -> None:
+        """Follow mode shows a preview and the window changed size (or opened only now):
+        read the frame again for the new size; a display's full copy is on its way anyway."""
+        if self.follower.on:
+            self.follower.reread()
+
+    def _frame_size(self, picture: Picture) -> tuple[int, int]:
+        """The size of the frame itself (a preview is the window's size)."""
+        shown = self.follower.shown_size
+        return shown if shown is not None else picture.image.size
 
     def full_ready(self, token: int, picture: Picture) -> None:
         """The full copy of the preview on screen has arrived (unless something newer has)."""

@@ -1,33 +1,106 @@
-"""Follow mode (F5): stay attached and show each new image another process publishes.
+"""Follow mode (F5): stay attached and show the newest frame another process publishes.
 
-An ``after()`` callback every ``FOLLOW_POLL_MS`` reads the header's generation counter
-without locking (a few microseconds) and asks the worker for a locked read only when the
-counter has changed. Staying attached also keeps the image alive: while this window
-follows, it is one of the segment's holders.
+A still image loaded in another window and a stream of sixty frames a second take the same
+path:
+
+1. **Woken, not polling.** On POSIX the segment hands out a descriptor (a datagram socket)
+   that becomes readable after each publish. Tk watches it with ``createfilehandler``, so
+   the window sleeps until there is something new. Tk on Windows has no
+   ``createfilehandler`` (and the segment there no socket): an ``after()`` timer reads the
+   header's generation counter every ``FOLLOW_POLL_MS`` instead, without locking -- a few
+   microseconds when nothing has changed.
+2. **The newest frame, never a queue.** At most one read is on its way. A frame published
+   meanwhile only marks the window as *behind*; the next read takes whatever is newest then,
+   and the frames in between are skipped (and counted). A window that cannot keep up shows
+   fewer frames, never late ones.
+3. **Cheap copies.** A frame that fits the window is copied into one of two reused RGBA
+   buffers and pasted into the ``PhotoImage`` already on screen; a bigger one is sampled
+   down to the window (``read_preview``) and smoothed only once the stream pauses.
+4. **A quiet trace.** A frame after a pause is traced step by step; the frames of a stream
+   add one line a second that sums them up (:func:`tkshm.trace.quiet`).
+5. **A publisher that stops.** When no frame has come for ``QUIET_S`` and the process that
+   published the newest one is gone, the window says so and keeps that frame on screen. The
+   next frame, from whichever process, is shown as usual.
+
+Staying attached also keeps the image alive: while this window follows, it is one of the
+segment's holders.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
+import tkinter
 import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Final
 
-from .. import ipc
-from ..errors import SegmentNotFoundError, TkshmError
-from .picture import Picture, copy_full, sample
+from PIL import Image
+
+from .. import ipc, trace
+from ..errors import ImageError, IncompleteImageError, SegmentNotFoundError, TkshmError
+from ..images import fit_size
+from .picture import Picture, copy_full
+from .status import StreamMeter
 
 if TYPE_CHECKING:
     from .dialog import Dialog
 
-# The generation counter is read this often (the target: a small image on screen within
-# 50 ms of being published).
+# Where the segment offers no wake-up descriptor (Windows), the generation counter is read
+# this often: a small image is then on screen within about 20 ms of being published.
 FOLLOW_POLL_MS: Final = 20
 # Attaching is retried this often while following a key nobody has published yet.
 FOLLOW_ATTACH_RETRY_MS: Final = 500
+# The status line (frames per second, skipped, latency) is brought up to date this often:
+# more would be a blur nobody reads, and each update costs a layout.
+STATUS_MS: Final = 250
+# A frame that comes this long after the one before is traced step by step; closer frames
+# are a stream, summed up in one trace line this often.
+TRACE_SUMMARY_S: Final = 1.0
+# No new frame for this long: ask whether the publisher still runs (the answer is on screen
+# within QUIET_S + STATUS_MS, well inside a second).
+QUIET_S: Final = 0.4
+# A big frame is shown sampled down; once no newer one has come for this long, the full
+# frame is copied once and smoothed.
+SETTLE_MS: Final = 200
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A frame read for follow mode: the picture and who published it when."""
+
+    picture: Picture
+    size: tuple[int, int]  # the frame's own (a preview is smaller)
+    write_time_ns: int
+    writer_pid: int
+    traced: bool  # its steps are in the trace (else it is part of the next summary line)
+
+
+def read_frame(segment: ipc.Segment, box: tuple[int, int], into: Image.Image | None, traced: bool) -> Frame:
+    """Copy the newest frame (worker thread): into ``into``, a buffer the size of the frame
+    before, if that still fits ``box``; else sampled down to ``box`` (a frame that fits comes
+    out whole, and is the buffer of the next read). Only a ``traced`` frame's steps are traced.
+    """
+    with contextlib.nullcontext() if traced else trace.quiet():
+        image = None
+        if into is not None and fit_size(into.size, box) == into.size:
+            with contextlib.suppress(ImageError):  # the stream changed size: sample it instead
+                image = segment.read_image(into=into)
+        if image is None:
+            image = segment.read_preview(box)
+        frame = segment.last_frame
+        assert frame is not None, "a read sets last_frame"
+        full = (frame.width, frame.height)
+        if traced:
+            how = "copied whole" if image.size == full else f"a {image.width}x{image.height} preview"
+            trace.step("follow: generation %d, %dx%d, slot %d: %s", frame.generation, *full, frame.slot, how)
+    picture = Picture(image, "shm", frame.generation, segment.last_stats, complete=image.size == full)
+    return Frame(picture, full, frame.write_time_ns, frame.writer_pid, traced)
 
 
 class Follower:
-    """Follow mode of one dialog: :meth:`start`, :meth:`stop`, and the timer in between."""
+    """Follow mode of one dialog: :meth:`start`, :meth:`stop`, and what happens in between."""
 
     def __init__(self, dialog: Dialog) -> None:
         # A weak reference: no cycle, so a closed dialog and its Tk objects are freed at once
@@ -35,10 +108,24 @@ class Follower:
         self._dialog = weakref.ref(dialog)
         self.on = False
         self.segment: ipc.Segment | None = None  # attached while following (worker jobs only)
-        self._busy = False  # a worker job is using self.segment: do not peek
-        self._seen = -1  # the generation last asked for
-        self._next_attach = 0.0
-        self._after: str | None = None
+        self.meter = StreamMeter()
+        self._busy = False  # a worker job is using self.segment: do not touch it here
+        self._behind = False  # a newer frame was announced while busy: read again after
+        self._fd: int | None = None  # the wake-up descriptor
+        self._watching = False  # Tk watches it (not while a read is on its way)
+        self._again = False  # read the frame on screen again (the window changed size)
+        self._timers: dict[str, str] = {}  # after() ids: "attach", "poll", "status", "settle"
+        self._shown: Frame | None = None
+        self._spare: Image.Image | None = None  # the buffer not on screen, for the next frame
+        self._last_new = 0.0  # monotonic time of the newest frame seen
+        self._words_at = 0.0  # when the message and status line were last brought up to date
+        self._stopped: tuple[int, int] | None = None  # (generation, pid) said to have stopped
+        self._summary = _Summary()
+
+    @property
+    def shown_size(self) -> tuple[int, int] | None:
+        """The size of the frame on screen (a preview of it may be smaller)."""
+        return None if self._shown is None else self._shown.size
 
     @property
     def dialog(self) -> Dialog:
@@ -46,54 +133,52 @@ class Follower:
         assert dialog is not None, "the dialog is gone"
         return dialog
 
+    # -- on and off --------------------------------------------------------------------------
     def start(self) -> None:
         self.on = True
-        self._seen = -1
-        self._next_attach = 0.0
-        self._tick()
+        self.meter = StreamMeter()
+        self._shown, self._spare, self._stopped = None, None, None
+        self._summary = _Summary()
+        if self.segment is None:
+            self._attach()
+        else:
+            self._listen()
+        self._after("status", STATUS_MS, self._status_tick)
 
     def stop(self) -> None:
         """Detach on the worker, after any read it is doing with the segment."""
-        self.on = False
-        self._cancel()
+        self.close()
         segment, self.segment = self.segment, None
         if segment is not None:
             self.dialog.submit(segment.detach, self.dialog.follow_detached, self.dialog.failed)
 
-    def _cancel(self) -> None:
-        if self._after is not None:
-            self.dialog.root.after_cancel(self._after)
-            self._after = None
-
     def close(self) -> None:
-        """The window closes: no more timer (the dialog detaches the segment itself)."""
+        """No more timers or wake-ups (the window closes, or follow mode is turned off);
+        the segment stays attached for :meth:`stop` or the dialog to detach."""
         self.on = False
-        self._cancel()
+        self._behind = False
+        self._unlisten()
+        root = self.dialog.root
+        for timer in self._timers.values():
+            root.after_cancel(timer)
+        self._timers.clear()
 
-    def _tick(self) -> None:
-        """Every ~20 ms: has the generation changed? A few microseconds when it has not."""
-        self._after = None
+    def _after(self, name: str, ms: int, callback: Callable[[], None]) -> None:
+        if name in self._timers:
+            self.dialog.root.after_cancel(self._timers[name])
+
+        def fire() -> None:
+            self._timers.pop(name, None)
+            if self.on and not self.dialog.closed:
+                callback()
+
+        self._timers[name] = self.dialog.root.after(ms, fire)
+
+    # -- attaching ---------------------------------------------------------------------------
+    def _attach(self) -> None:
         dialog = self.dialog
-        if dialog.closed or not self.on:
-            return
-        if not self._busy:
-            if self.segment is None:
-                if time.monotonic() >= self._next_attach:
-                    self._busy = True
-                    dialog.submit(lambda: ipc.Segment.attach(dialog.key), self._attached, self._failed)
-            else:
-                try:
-                    generation = self.segment.peek_generation()
-                except TkshmError as exc:
-                    self._failed(exc)
-                else:
-                    if generation != self._seen:
-                        self._seen = generation
-                        self._busy = True
-                        dialog.started = time.perf_counter()
-                        segment, box = self.segment, dialog.picture_area.size()
-                        dialog.submit(lambda: sample(segment, box, "follow"), self._sampled, self._failed)
-        self._after = dialog.root.after(FOLLOW_POLL_MS, self._tick)
+        self._busy = True
+        dialog.submit(lambda: ipc.Segment.attach(dialog.key), self._attached, self._failed)
 
     def _attached(self, segment: ipc.Segment) -> None:
         self._busy = False
@@ -101,32 +186,252 @@ class Follower:
             self.dialog.submit(segment.detach, lambda removed: None, self.dialog.failed)
             return
         self.segment = segment
+        self._listen()
+        self._read()  # what is there already
 
-    def _sampled(self, picture: Picture) -> None:
-        """The same two steps as the display button, on the segment we stay attached to."""
+    def _listen(self) -> None:
+        """Be told of each publish: by the segment's wake-up socket, or by polling."""
+        segment = self.segment
+        assert segment is not None
+        fd = segment.wake_fileno()
+        if fd is None:
+            trace.step("follow: checking the generation every %d ms (no wake-up socket here)", FOLLOW_POLL_MS)
+            self._after("poll", FOLLOW_POLL_MS, self._poll)
+            return
+        trace.step("follow: waiting on the segment's wake-up socket (a datagram after each publish)")
+        self._fd = fd
+        self._watch(True)
+
+    def _watch(self, on: bool) -> None:
+        """Have Tk watch the wake-up socket, or stop (while a read is on its way)."""
+        if self._fd is None or on == self._watching:
+            return
+        self._watching = on
+        if on:
+            self.dialog.root.tk.createfilehandler(self._fd, tkinter.READABLE, self._woken)
+        else:
+            self.dialog.root.tk.deletefilehandler(self._fd)
+
+    def _unlisten(self) -> None:
+        self._watch(False)
+        self._fd = None
+
+    # -- being told of a new frame -----------------------------------------------------------
+    def _woken(self, fd: int, mask: int) -> None:
+        """The wake-up socket is readable: something was published."""
         segment = self.segment
         if segment is None or not self.on:
-            self._busy = False
             return
-        self.dialog.show_picture(picture)
-        if picture.complete:
-            self._busy = False
+        if self._busy:
+            # The worker is using the segment: do not wait for it on this thread. Stop
+            # watching (the socket stays readable) and look again when the read is shown.
+            self._behind = True
+            self._watch(False)
             return
-        token = self.dialog.picture_area.token
-        self.dialog.submit(
-            lambda: copy_full(segment, "follow"), lambda full: self._full(token, full), self._failed
-        )
+        segment.drain_wakeups()
+        self._newer()
+
+    def _poll(self) -> None:
+        """Where there is no wake-up socket: has the generation changed? Microseconds if not."""
+        self._after("poll", FOLLOW_POLL_MS, self._poll)
+        if not self._busy and self._is_newer():
+            self._newer()
+
+    def reread(self) -> None:
+        """Read the newest frame even if it is the one on screen (for a new window size)."""
+        self._again = True
+        self._newer()
+
+    def _is_newer(self) -> bool:
+        segment, shown = self.segment, self._shown
+        if segment is None:
+            return False
+        if shown is None or self._again:
+            return True
+        try:
+            return segment.peek_generation() != shown.picture.generation
+        except TkshmError:
+            return True  # let the read say what is wrong
+
+    def _newer(self) -> None:
+        if self._busy:
+            self._behind = True  # read it when the read on its way is shown: never queue
+        else:
+            self._read()
+
+    def _read(self) -> None:
+        segment = self.segment
+        if segment is None or not self.on:
+            return
+        self._busy, self._behind = True, False
+        now = time.monotonic()
+        traced = now - self._last_new >= TRACE_SUMMARY_S  # the first after a pause
+        self.dialog.root.update_idletasks()  # the layout first: the frame is read for its size
+        box, spare = self.dialog.picture_area.size(), self._spare
+        self.dialog.submit(lambda: read_frame(segment, box, spare, traced), self._frame, self._failed)
+
+    # -- showing it ----------------------------------------------------------------------------
+    def _frame(self, frame: Frame) -> None:
+        self._busy = False
+        if not self.on or self.dialog.closed:
+            return
+        picture = frame.picture
+        previous = self._shown
+        if previous is None or picture.generation != previous.picture.generation or self._again:
+            self._again = False
+            self._show(frame, previous)
+        self._caught_up()
+
+    def _caught_up(self) -> None:
+        """A worker job on the segment is done: read again if a newer frame came meanwhile."""
+        segment = self.segment
+        if self._fd is not None and not self._watching and segment is not None:
+            segment.drain_wakeups()  # what came while we were not watching
+            self._watch(True)
+        if self._behind and self._is_newer():
+            self._read()
+        else:
+            self._behind = False
+
+    def _show(self, frame: Frame, previous: Frame | None) -> None:
+        dialog, picture = self.dialog, frame.picture
+        now = time.monotonic()
+        first = previous is None or self._stopped is not None
+        if self._stopped is not None:
+            trace.step(
+                "follow: a new frame (generation %d) from process %d: following again",
+                picture.generation or 0, frame.writer_pid,
+            )  # fmt: skip
+            self._stopped = None
+        self._last_new = now
+        dialog.show_frame(picture, words=first or now - self._words_at >= STATUS_MS / 1000)
+        # The old frame's buffer is free now that the new one is on screen: the next read
+        # copies into it. (A sampled preview is the window's size, not the frame's: no reuse.)
+        old = previous.picture if previous is not None else None
+        reusable = old is not None and old.complete and old.image is not picture.image
+        self._spare = old.image if reusable and old is not None else None
+        self._shown = frame
+        dialog.root.update_idletasks()  # draw it now: latency is publish to pixels on screen
+        latency = max(0.0, (time.time_ns() - frame.write_time_ns) / 1e9)
+        again = previous is not None and previous.picture.generation == picture.generation
+        if not again:  # (a frame read again for a new window size is not a new frame)
+            self.meter.shown(picture.generation or 0, latency, now)
+            if not frame.traced:
+                self._summary.add(picture.generation or 0, latency)
+        if first:
+            self._status_words(now)
+        if not picture.complete:
+            self._after("settle", SETTLE_MS, self._settle)
+
+    def _settle(self) -> None:
+        """No newer frame since a preview was shown: copy the full frame once and smooth it."""
+        segment, shown = self.segment, self._shown
+        if segment is None or shown is None or self._busy or shown.picture.complete:
+            return
+        self._busy = True
+        token, traced = self.dialog.picture_area.token, shown.traced
+
+        def full() -> Picture:
+            with contextlib.nullcontext() if traced else trace.quiet():
+                return copy_full(segment, "follow")
+
+        self.dialog.submit(full, lambda picture: self._full(token, picture), self._failed)
 
     def _full(self, token: int, picture: Picture) -> None:
         self._busy = False
-        if self.on:
-            self.dialog.full_ready(token, picture)
+        shown = self._shown
+        if not self.on or shown is None or picture.generation != shown.picture.generation:
+            self._newer()  # a newer frame came meanwhile: show that instead
+            return
+        self.dialog.full_ready(token, picture)
+        self._shown = replace(shown, picture=picture)
+        self._caught_up()
 
+    # -- a few times a second: the status line, the trace summary, a stopped publisher -------
+    def _status_tick(self) -> None:
+        self._after("status", STATUS_MS, self._status_tick)
+        now = time.monotonic()
+        if self._shown is not None and self._stopped is None:
+            self._status_words(now)
+        if self._summary.count and self._summary.age(now) >= TRACE_SUMMARY_S:
+            self._summary.report(now)
+            self._summary = _Summary()
+        self._check_publisher(now)
+
+    def _status_words(self, now: float) -> None:
+        shown = self._shown
+        if shown is None:
+            return
+        self._words_at = now
+        self.dialog.stream_words(shown.picture, self.meter.figures(now))
+
+    def _check_publisher(self, now: float) -> None:
+        segment, shown = self.segment, self._shown
+        if segment is None or shown is None or self._busy or self._stopped is not None:
+            return
+        if now - self._last_new < QUIET_S:
+            return
+        try:
+            if self._is_newer() or segment.publisher_alive():
+                return
+        except TkshmError:
+            return
+        generation = shown.picture.generation or 0
+        self._stopped = (generation, shown.writer_pid)
+        if self._summary.count:
+            self._summary.report(now)
+            self._summary = _Summary()
+        trace.step(
+            "follow: process %d, which published generation %d, has stopped; its frame stays on screen",
+            shown.writer_pid, generation,
+        )  # fmt: skip
+        self.dialog.publisher_stopped(shown.writer_pid, generation)
+
+    # -- errors --------------------------------------------------------------------------------
     def _failed(self, error: Exception) -> None:
         self._busy = False
+        if not self.on:
+            return
+        if self._fd is not None and self.segment is not None:
+            self.segment.drain_wakeups()
+            self._watch(True)
         if isinstance(error, SegmentNotFoundError):
             # Nothing published yet (or an empty segment): keep trying, quietly, but say so.
-            self._next_attach = time.monotonic() + FOLLOW_ATTACH_RETRY_MS / 1000
+            if self.segment is None:
+                self._after("attach", FOLLOW_ATTACH_RETRY_MS, self._attach)
             self.dialog.failed(error, waiting=True)
             return
+        if isinstance(error, IncompleteImageError) and self._shown is not None:
+            # The publisher died half-way through a frame: the last complete one stays.
+            self._stopped = (self._shown.picture.generation or 0, self._shown.writer_pid)
+            self.dialog.publisher_stopped(None, self._shown.picture.generation or 0)
+            return
         self.dialog.failed(error)
+
+
+class _Summary:
+    """The frames of a stream since the last trace line that summed them up."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.started = time.monotonic()
+        self.first = self.last = 0
+        self.latency = 0.0
+
+    def add(self, generation: int, latency: float) -> None:
+        if self.count == 0:
+            self.first = generation
+        self.count += 1
+        self.last = generation
+        self.latency += latency
+
+    def age(self, now: float) -> float:
+        return now - self.started
+
+    def report(self, now: float) -> None:
+        published = self.last - self.first + 1
+        trace.step(
+            "follow: %d frames shown in the last %.1f s (generations %d to %d, %d skipped); latency %.1f ms",
+            self.count, self.age(now), self.first, self.last, published - self.count,
+            self.latency / self.count * 1000,
+        )  # fmt: skip

@@ -39,6 +39,9 @@ class Owner(Protocol):
     def failed(self, error: Exception) -> None:
         """Say what went wrong, in the dialog's words."""
 
+    def preview_resized(self) -> None:
+        """The area changed size while it shows a preview (which only its source can redo)."""
+
 
 # After a resize, wait until the size has been stable this long before refitting: dragging a
 # window edge sends dozens of <Configure> events per second.
@@ -116,6 +119,23 @@ class PictureArea:
         self.token += 1
         self._fit(new_picture=True)
 
+    def show_frame(self, picture: Picture) -> None:
+        """Show a frame of a stream as it is: no draft and no smoothing on the way. A frame
+        of the size already on screen is pasted into the same ``PhotoImage`` (about 1 ms for
+        640x360, where a new photo each frame costs several times that)."""
+        self.picture = picture
+        self.token += 1
+        image = picture.image
+        if fit_size(image.size, self.size()) != image.size:
+            self._fit(new_picture=True)  # the window shrank since the frame was read
+            return
+        quality = "fine" if picture.complete else "draft"
+        if self._photo is not None and self.shown_size == image.size:
+            self._photo.paste(image)
+            self.shown_quality = quality
+        else:
+            self._display(image, quality)
+
     def replace(self, token: int, picture: Picture) -> bool:
         """The full image of the preview shown under ``token``; False if something newer is
         on screen meanwhile."""
@@ -177,8 +197,11 @@ class PictureArea:
     def _refit(self) -> None:
         self._refit_after = None
         picture = self.picture
-        if picture is None or not picture.complete:
-            return  # a preview is re-fitted when its full image arrives
+        if picture is None:
+            return
+        if not picture.complete:  # a preview is re-fitted when its full image arrives
+            self.owner.preview_resized()
+            return
         if fit_size(picture.image.size, self.size()) != self.shown_size:
             self.token += 1
             self._fit(new_picture=False)
@@ -209,7 +232,7 @@ def sample(segment: ipc.Segment, box: tuple[int, int], why: str) -> Picture:
 def copy_full(segment: ipc.Segment, why: str) -> Picture:
     """The whole image, copied out under the shared lock: kept for re-fitting on resize."""
     trace.step("%s, copy 2 of 2: the full image, kept to re-fit the picture when the window is resized", why)
-    with segment.lock(exclusive=False):
-        image = segment.read_image()
-        generation = segment.peek_generation()  # under the lock: the image's own generation
+    image = segment.read_image()
+    frame = segment.last_frame  # the image's own generation (the header may have moved on)
+    generation = frame.generation if frame is not None else segment.peek_generation()
     return Picture(image, "shm", generation, segment.last_stats)

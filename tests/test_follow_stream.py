@@ -1,0 +1,189 @@
+"""Follow mode playing a stream, on a real Tk root (pytest-xvfb), from a real publisher process
+(``tests/stream_source.py``): the window shows ever newer frames at the stream's rate, its
+status line says frames per second, frames skipped and latency, and its trace sums the stream
+up instead of tracing every frame. When the publisher is killed the window says so within a
+second and keeps the last frame; a new publisher on the same key is followed at once.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+from commands import Running
+from patterns import seed_of
+from tk_fixtures import App, AppFactory, pump
+
+from tkshm import trace
+from tkshm.window.status import NBSP, StreamMeter
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEADLINE = 30.0  # generous: a busy two-core machine runs other tests alongside
+STREAM = re.compile(
+    rf"Key: .+ · 160\u00d7120{NBSP}pixels · generation (\d+) · (\d+(?:\.\d+)?){NBSP}frames/s"
+    rf" · (\d+){NBSP}skipped · latency (\d+(?:\.\d+)?){NBSP}ms"
+)
+
+
+class Source:
+    """``stream_source.py`` publishing pattern frames under ``key`` at ``fps``."""
+
+    def __init__(self, key: str, fps: float, size: tuple[int, int] = (160, 120), seed: int = 1) -> None:
+        script = os.path.join(HERE, "stream_source.py")
+        self.running = Running([sys.executable, script, key, *map(str, size), str(fps), str(seed)])
+        line = self.running.line().split()
+        assert line[0] == "PUBLISHING", line
+        self.pid = int(line[1])
+
+
+@pytest.fixture
+def sources() -> Iterator[list[Source]]:
+    started: list[Source] = []
+    yield started
+    for source in started:
+        source.running.close()
+
+
+def text(widget: object) -> str:
+    return str(widget.cget("text"))  # type: ignore[attr-defined]
+
+
+def generation(app: App) -> int:
+    picture = app.picture_area.picture
+    return -1 if picture is None or picture.generation is None else picture.generation
+
+
+def shown_seed(app: App) -> int:
+    picture = app.picture_area.picture
+    return -1 if picture is None else seed_of(picture.image)
+
+
+def stream_figures(app: App) -> re.Match[str] | None:
+    return STREAM.fullmatch(text(app.status))
+
+
+def pane(app: App) -> list[str]:
+    return [line.split("] ", 1)[-1] for line in app.trace_pane.content().splitlines()]
+
+
+def follow(app: App) -> None:
+    app.toggle_follow()
+    pump(app.root, lambda: generation(app) > 0, DEADLINE, "the first frame")
+
+
+# -- the figures, without a window -----------------------------------------------------------
+def test_the_meter_counts_rate_skipped_frames_and_latency_and_forgets_a_paused_stream() -> None:
+    meter = StreamMeter()
+    assert meter.figures(0.0) is None
+    for step in range(31):  # 30 frames a second, every other generation shown
+        meter.shown(2 * step + 1, 0.004, step / 30)
+    figures = meter.figures(1.0)
+    assert figures is not None
+    assert figures.frames_per_second == pytest.approx(30, rel=0.01)
+    assert figures.skipped == 30
+    assert figures.latency_s == pytest.approx(0.004)
+    assert meter.figures(1.5) is None  # half a second without a frame: no longer a stream
+
+
+# -- a stream in the window ------------------------------------------------------------------
+def test_following_a_stream_shows_ever_newer_frames_and_says_rate_skipped_and_latency(
+    make_app: AppFactory, key: str, sources: list[Source]
+) -> None:
+    sources.append(Source(key, fps=30))
+    app = make_app()
+    follow(app)
+    first = generation(app)
+    pump(app.root, lambda: generation(app) >= first + 20, DEADLINE, "twenty newer frames")
+    pump(app.root, lambda: stream_figures(app) is not None, DEADLINE, "the stream's figures")
+    match = stream_figures(app)
+    assert match is not None
+    rate, latency = float(match.group(2)), float(match.group(4))
+    assert 5 <= rate <= 40, text(app.status)  # about 30; less on a busy machine, never more
+    assert 0 <= latency < 1000, text(app.status)
+    picture = app.picture_area.picture
+    assert picture is not None and picture.complete
+    seed_of(picture.image)  # an intact frame, never two torn together
+    assert text(app.label) == f"Following key {key}: showing generation {match.group(1)} from shared memory."
+
+
+def test_a_window_that_cannot_keep_up_skips_to_the_newest_frame_and_counts_what_it_skipped(
+    make_app: AppFactory, key: str, sources: list[Source]
+) -> None:
+    sources.append(Source(key, fps=60))
+    app = make_app()
+    follow(app)
+    before, shown = generation(app), app.follower.meter.count
+    end = time.monotonic() + 0.5
+    while time.monotonic() < end:  # Tk kept busy for half a second: no event is handled
+        pass
+    pump(app.root, lambda: generation(app) > before + 10, DEADLINE, "the newest frame after the busy spell")
+    # At most the read that was on its way, then the newest: never the thirty in between.
+    assert app.follower.meter.count - shown <= 2
+    assert app.follower.meter.skipped >= 10
+
+    def skipped_shown() -> int:
+        match = stream_figures(app)
+        return -1 if match is None else int(match.group(3))
+
+    pump(app.root, lambda: skipped_shown() >= 10, DEADLINE, "the skipped frames in the status line")
+
+
+def test_a_killed_publisher_is_reported_within_a_second_and_a_new_one_is_followed(
+    make_app: AppFactory, key: str, sources: list[Source]
+) -> None:
+    first = Source(key, fps=30)
+    sources.append(first)
+    app = make_app(show_trace=True)
+    follow(app)
+    pump(app.root, lambda: stream_figures(app) is not None, DEADLINE, "the stream's figures")
+    first.running.kill()
+    killed = time.monotonic()
+    last = generation(app)
+    stopped = re.compile(
+        rf"Following key {re.escape(key)}: process {first.pid}, which published generation (\d+), "
+        r"has stopped\. Its last frame stays on screen until a new one is published\."
+    )
+    pump(app.root, lambda: stopped.fullmatch(text(app.label)) is not None, DEADLINE, "the stopped sentence")
+    said = time.monotonic() - killed
+    assert said < 1.5, f"said {said:.2f} s after the kill"  # within 1 s, plus a busy machine's slack
+    match = stopped.fullmatch(text(app.label))
+    assert match is not None and int(match.group(1)) == generation(app) >= last
+    picture = app.picture_area.picture
+    assert picture is not None and app.picture_area.label.winfo_ismapped()  # the last frame stays
+    seed_of(picture.image)
+    assert text(app.status).endswith("publisher stopped")
+
+    second = Source(key, fps=30, seed=1000)
+    sources.append(second)
+    pump(app.root, lambda: text(app.label).startswith(f"Following key {key}: showing"), DEADLINE, "again")
+    pump(app.root, lambda: shown_seed(app) >= 1000, DEADLINE, "the new publisher's frames")
+    pump(app.root, lambda: stream_figures(app) is not None, DEADLINE, "the new stream's figures")
+    again = f"from process {second.pid}: following again"
+    pump(app.root, lambda: any(again in line for line in pane(app)), DEADLINE, "the trace of the new stream")
+    assert any(f"process {first.pid}, which published generation" in line for line in pane(app))
+
+
+def test_a_stream_is_summed_up_in_the_trace_once_a_second_not_traced_frame_by_frame(
+    make_app: AppFactory, key: str, sources: list[Source]
+) -> None:
+    sources.append(Source(key, fps=30))
+    app = make_app(show_trace=True)
+    follow(app)
+    summary = re.compile(
+        r"follow: (\d+) frames shown in the last \d\.\d s \(generations \d+ to \d+, \d+ skipped\);"
+        r" latency \d+\.\d ms"
+    )
+    pump(app.root, lambda: sum(bool(summary.fullmatch(m)) for m in pane(app)) >= 2, DEADLINE, "two summaries")
+    lines = pane(app)
+    shown = generation(app)
+    assert shown > 30
+    copies = [line for line in lines if line.startswith("copied ")]
+    assert len(copies) < 5, f"{len(copies)} copies traced for {shown} frames:\n" + "\n".join(lines)
+    assert "follow: waiting on the segment's wake-up socket (a datagram after each publish)" in lines or (
+        "follow: checking the generation every 20 ms (no wake-up socket here)" in lines
+    )
+    assert trace.on()  # the window still listens: only the frames of the stream are quiet
