@@ -211,6 +211,7 @@ def test_reading_does_not_keep_the_segment_alive(make_app: AppFactory, key: str,
     app = make_app(key)
     app.display_from_shared_memory()
     pump(app.root, shown(app, "shm"))
+    pump(app.root, lambda: app.worker.pending == 0)  # the worker detaches once it has shown it
     # Display detaches after copying (as Qt's does): the publisher is the last holder.
     assert peer.call("detach", key=key)["removed"] is True
 

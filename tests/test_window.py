@@ -180,6 +180,7 @@ def test_a_failed_display_removes_the_old_picture_and_its_status_line(
     app.display_button.invoke()
     pump(app.root, showing(app, "shm"), what="the displayed image")
     assert "generation 1" in text(app.status)
+    pump(app.root, lambda: app.worker.pending == 0)  # the worker detaches once it has shown it
     assert peer.call("detach", key=key)["removed"] is True  # nothing in shared memory now
     app.display_button.invoke()
     pump(app.root, lambda: text(app.label) == NOT_ATTACHED, what="Qt's sentence")

@@ -34,7 +34,7 @@ import tkinter
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from PIL import Image
 
@@ -207,10 +207,11 @@ class Follower:
         if self._fd is None or on == self._watching:
             return
         self._watching = on
+        tk: Any = self.dialog.root.tk  # file handlers are Tk's on Unix only (wake_fileno() is None elsewhere)
         if on:
-            self.dialog.root.tk.createfilehandler(self._fd, tkinter.READABLE, self._woken)
+            tk.createfilehandler(self._fd, tkinter.READABLE, self._woken)
         else:
-            self.dialog.root.tk.deletefilehandler(self._fd)
+            tk.deletefilehandler(self._fd)
 
     def _unlisten(self) -> None:
         self._watch(False)
