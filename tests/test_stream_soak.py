@@ -93,7 +93,12 @@ def test_stream_soak_writers_and_readers_killed_at_random_never_a_torn_frame(
         try:
             while time.monotonic() < end and holder.peek_generation() < wanted:
                 threading.Event().wait(rng.uniform(0.1, 0.6))  # a random moment, not a sync point
-                victim = rng.randrange(len(children))
+                # Only a child that has started working (it has reported): a new Python
+                # takes longer to start than this on a busy machine, and longest under Wine.
+                working = [i for i, c in enumerate(children) if c.last]
+                if not working:
+                    continue
+                victim = rng.choice(working)
                 child = children[victim]
                 child.proc.kill()
                 child.finish(time.monotonic() + 30)
