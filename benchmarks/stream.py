@@ -460,6 +460,10 @@ def format_cases(cases: list[Case], floors: dict[str, float]) -> str:
                 f"{_f(case.writer_cpu_ms / floor, 1, 5)} {_f(case.writer_hwm, 0, 6)} "
                 f"{_f(case.reader_hwm, 0, 6)} {_f(case.shm_mb, 0, 7)}"
             )
+            if case.readers > 1:
+                received = "/".join(str(n) for n in case.received())
+                skipped = "/".join(str(r["tally"]["skipped"]) for r in case.reader_reports)
+                lines.append(f"    per reader: received {received} whole frames, skipped {skipped}")
             if case.writer.get("error_count"):
                 lines.append(f"    writer errors: {case.writer['error_count']}: {case.writer['errors'][0]}")
             rates = case.stop_rates()
