@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import itertools
 import json
 import multiprocessing as mp
@@ -477,6 +476,31 @@ def format_cases(cases: list[Case], floors: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
+def format_summary(cases: list[Case]) -> str:
+    """One grid: each method's highest whole-frame rate to its slowest reader (free run, only if
+    nothing was torn) and its paced latency p50/p99."""
+    groups = list(dict.fromkeys((c.size, c.readers) for c in cases))
+    methods = [m for m in METHODS if any(c.method == m for c in cases)]
+    heading = "".join(f" {f'{size} x{readers}':>22}" for size, readers in groups)
+    lines = [
+        "",
+        "summary: free run, slowest reader's whole frames/s (0 torn) | paced latency p50/p99 ms",
+        f"{'method':<33}{heading}",
+    ]
+    for method in methods:
+        cells = []
+        for size, readers in groups:
+            free, paced = (
+                find(cases, size, readers, method, "free"),
+                find(cases, size, readers, method, "paced"),
+            )
+            rate = "-" if free is None else "torn" if free.total("torn") else f"{free.reader_fps_min:.0f}"
+            latency = "-" if paced is None else f"{paced.latency(0.5):.1f}/{paced.latency(0.99):.0f}"
+            cells.append(f" {rate + ' | ' + latency:>22}")
+        lines.append(f"{METHODS[method]:<33}{''.join(cells)}")
+    return "\n".join(lines)
+
+
 def find(cases: list[Case], size: str, readers: int, method: str, mode: str) -> Case | None:
     for case in cases:
         if (case.size, case.readers, case.method, case.mode) == (
@@ -685,6 +709,7 @@ def main(argv: list[str] | None = None) -> int:
                         )
                         print(f"  {size:>5} {count} {METHODS[method]:<33} {mode:<6} {summary}", flush=True)
     print(format_cases(cases, floors))
+    print(format_summary(cases))
     print(format_targets(cases))
     print(
         "\ncolumns: writer = frames published per second; reader = whole frames per second of the "
@@ -716,8 +741,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    if importlib.util.find_spec("stream_workers") is None:
-        sys.path.insert(0, HERE)
     try:
         sys.exit(main())
     except KeyboardInterrupt:
