@@ -76,12 +76,16 @@ def isolated_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 
 # ---------------------------------------------------------------------------- soak figures
-# (tests/test_soak.py) The soak's length is an option, and its figures are printed in the
-# terminal summary of every run, with or without -s.
+# (tests/test_soak.py, test_stream_soak.py) The soaks' lengths are options, and their figures
+# are printed in the terminal summary of every run, with or without -s.
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--soak-seconds", type=float, default=None,
         help="how long test_soak.py runs (default: $TKSHM_SOAK_SECONDS or 20)",
+    )  # fmt: skip
+    parser.addoption(
+        "--stream-frames", type=int, default=None,
+        help="how many frames test_stream_soak.py streams (default: $TKSHM_STREAM_FRAMES or 100000)",
     )  # fmt: skip
 
 

@@ -15,6 +15,8 @@ Commands (child side, see ``_handle``):
   read_error key                        read_image expecting an error -> {"error": class name}
   attach key                            attach and stay attached
   hold_lock key exclusive               attach, take the lock and keep holding it -> "locked"
+  hold_view key                         attach, open view() and keep it open -> {"seed"}
+  wait_for_change key after [timeout]   wait for a generation newer than ``after`` -> {"gen"}
   publish_loop key width height         publish pattern images forever (a target for a kill)
   publish_sample key mode width height seed
                                         publish patterns.sample(...) in that mode, stay attached
@@ -204,6 +206,14 @@ def _child() -> None:
             lock.__enter__()  # held until the process exits or is killed
             locks.append(lock)
             say(locked=True)
+        elif op == "hold_view":
+            segment = held(key, create=False)
+            view = segment.view()
+            image = view.__enter__()  # held until the process exits or is killed
+            locks.append(view)  # type: ignore[arg-type]
+            say(seed=seed_of(image))
+        elif op == "wait_for_change":
+            say(gen=held(key, create=False).wait_for_change(cmd["after"], cmd.get("timeout")))
         elif op == "publish_loop":
             segment = held(key, create=True)
             say(started=True)

@@ -77,7 +77,8 @@ def segment_path(key: str) -> str:
 def directory_entries(key: str) -> list[str]:
     """What the segment directory holds for ``key`` while it is in use (names, sorted)."""
     name = ipc.native_name(key)
-    return [name + ".lock"] if WINDOWS else [name + ".lock", name + ".seg"]
+    # POSIX: a still uses one frame slot, so one slot lock file (tkshm.frames)
+    return [name + ".lock"] if WINDOWS else [name + ".lock", name + ".seg", name + ".slot0"]
 
 
 def orphan_path(key: str) -> str:
@@ -95,7 +96,9 @@ def assert_held(key: str) -> None:
         assert lock_file(key) in left and mapping in left, left
         assert any(entry.startswith(mapping + ".") for entry in left), f"no data mapping in {left}"
     else:
-        assert left == [lock_file(key), segment_path(key)], left
+        # and the lock files of the frame slots in use (one for a still; tkshm.frames)
+        slots = [entry for entry in left if entry.startswith(segment_path(key)[: -len(".seg")] + ".slot")]
+        assert left == [lock_file(key), segment_path(key), *slots] and slots, left
 
 
 def overwrite_header(segment: ipc.Segment, raw: bytes) -> None:

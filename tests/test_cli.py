@@ -739,7 +739,10 @@ def test_every_subcommand_has_a_one_line_description() -> None:
     # next line, deeper indented; that is still one line of text.
     commands = re.sub(r"\n {10,}", " ", commands)
     summaries = dict(line.split(None, 1) for line in commands.splitlines())
-    names = ["put", "get", "info", "list", "clean", "gui", "demo", "install-desktop", "uninstall-desktop"]
+    names = [
+        "put", "play", "watch", "get", "info", "list", "clean", "gui", "demo", "install-desktop",
+        "uninstall-desktop",
+    ]  # fmt: skip
     assert list(summaries) == names
     for name in names:
         result = tkshm(name, "--help", env={"COLUMNS": "100"})

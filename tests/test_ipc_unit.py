@@ -37,7 +37,7 @@ HEADERS = [
     Header.empty(0, 1),
     Header.empty(123, 4242),
     Header(State.WRITING, 7, 1, 1, 4, 99, 0),
-    Header(State.READY, 2**64 - 1, 7680, 4320, 7680 * 4320 * 4, 2**32 - 1, 2**64 - 1, flags=5),
+    Header(State.READY, 2**64 - 1, 7680, 4320, 7680 * 4320 * 4, 2**32 - 1, 2**64 - 1, slot=3),
 ]
 
 

@@ -30,7 +30,7 @@ from typing import Final
 
 import portalocker
 
-from . import _locking, trace
+from . import _locking, _wake, trace
 from .errors import (
     CorruptSegmentError,
     OutOfSharedMemoryError,
@@ -46,6 +46,10 @@ assert sys.platform != "win32"
 SEGMENT_SUFFIX: Final = ".seg"
 LOCK_SUFFIX: Final = ".lock"
 TEMP_SUFFIX: Final = ".tmp"
+SLOT_SUFFIX: Final = ".slot"
+# Readers lease frame slots with locks of their own (``tkshm.frames``), so the writer never
+# waits for them; and a reader can sleep until the next publish (``tkshm._wake``).
+SLOT_LOCKS: Final = True
 _OPEN_FLAGS: Final = os.O_NOFOLLOW | os.O_CLOEXEC
 # MAP_POPULATE (Linux) builds the page tables for the whole mapping in one system call.
 # A writer wants that: the first write to each 4 KiB page of a shared mapping is a page
@@ -180,6 +184,7 @@ class PosixSegmentFile:
         self.writer = False  # a process that creates or grows a segment is about to write
         self.created = False  # whether open() made a new segment rather than joining one
         self._lock_opened = False
+        self._slot_fds: dict[int, int] = {}
 
     @property
     def path(self) -> str:
@@ -209,6 +214,22 @@ class PosixSegmentFile:
 
     def file_size(self) -> int:
         return os.fstat(self._seg_fd).st_size
+
+    def slot_lock_fd(self, index: int) -> int:
+        """The lock file of frame slot ``index`` (opened on first use, kept until detach)."""
+        fd = self._slot_fds.get(index)
+        if fd is None:
+            fd = _open_file(self.dir_path, self._dir_fd, f"{self.name}{SLOT_SUFFIX}{index}", os.O_CREAT)
+            self._slot_fds[index] = fd
+        return fd
+
+    def waiter(self) -> _wake.Waiter:
+        """A wake-up socket for this segment (``OSError`` if the platform cannot make one)."""
+        return _wake.Waiter(self.dir_path, self._dir_fd, self.name)
+
+    def notify(self, generation: int) -> None:
+        """Wake the readers waiting for a new frame."""
+        _wake.notify(self.dir_path, self._dir_fd, self.name, generation)
 
     def remap(self, exclusive: bool = False) -> None:
         """Map the whole file again if it grew (call with the data lock held)."""
@@ -245,6 +266,9 @@ class PosixSegmentFile:
         if self.lock_fd >= 0:
             os.close(self.lock_fd)
             self.lock_fd = -1
+        for fd in self._slot_fds.values():
+            os.close(fd)
+        self._slot_fds.clear()
         if self._seg_fd >= 0:
             # Trading our shared presence lock for an exclusive one succeeds only if no other
             # process still holds a shared one: we are the last holder, so the segment goes.
@@ -263,6 +287,10 @@ class PosixSegmentFile:
 def _remove(dir_fd: int, name: str, with_lock: bool = True) -> None:
     """Unlink a segment's files; the caller holds the exclusive presence lock."""
     suffixes = (LOCK_SUFFIX, SEGMENT_SUFFIX) if with_lock else (SEGMENT_SUFFIX,)
+    for entry in os.listdir(dir_fd):  # the slot locks and wake-up sockets go first
+        if entry.startswith(name + SLOT_SUFFIX) or entry.startswith(name + _wake.INFIX):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry, dir_fd=dir_fd)
     for suffix in suffixes:  # .lock first: nobody may re-create it after
         with contextlib.suppress(FileNotFoundError):
             os.unlink(name + suffix, dir_fd=dir_fd)
@@ -409,6 +437,23 @@ def _remove_stale_temporaries(dir_path: str, dir_fd: int, name: str) -> None:
     for entry in os.listdir(dir_fd):
         if entry.startswith(name + ".") and entry.endswith(TEMP_SUFFIX):
             _remove_if_orphaned(dir_path, dir_fd, entry)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` is still running (a zombie, dead but not yet reaped, is not)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, as another user's process
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat_file:
+            return stat_file.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True  # no /proc (macOS): kill() said it exists
 
 
 def remains(name: str) -> list[str]:

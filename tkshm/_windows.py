@@ -50,7 +50,7 @@ import tempfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import replace
-from typing import Final
+from typing import Any, Final
 
 from portalocker.portalocker import Win32Locker
 
@@ -71,6 +71,9 @@ assert sys.platform == "win32"
 
 TEMP_SUFFIX: Final = ".tmp"  # never made here: CreateFileMapping creates a name atomically
 LOCK_SUFFIX: Final = ".lock"
+# One frame under the readers-writer lock: the data lock is the only lease (``tkshm.frames``
+# explains the slots POSIX adds), and there is no wake-up socket, so followers poll.
+SLOT_LOCKS: Final = False
 _NAMESPACE: Final = "Local\\"  # this logon session's objects: other users' sessions cannot see them
 _PAGE: Final = 4096
 _RECORD: Final = struct.Struct("<8sIIQ")
@@ -358,6 +361,17 @@ class WindowsSegmentFile:
             _data_tag(self.name, self._serial), f"{len(self.map):,}",
         )  # fmt: skip
 
+    def slot_lock_fd(self, index: int) -> int:
+        """The data lock is the only lease here: one frame under the readers-writer lock."""
+        return self.lock_fd
+
+    def waiter(self) -> Any:
+        """No wake-up sockets here (Python has no Unix datagram sockets on Windows)."""
+        raise OSError("no wake-up sockets on Windows")
+
+    def notify(self, generation: int) -> None:
+        """Nothing to wake: Windows readers poll the generation."""
+
     def close(self) -> bool:
         """Detach; return True if we were the last holder (and so deleted the lock file).
 
@@ -434,6 +448,24 @@ def list_entries(only: str | None = None) -> Iterator[tuple[str, str, int, bool,
         else:
             size, page = found
             yield name, _NAMESPACE + name, size, True, page
+
+
+_PROCESS_QUERY_LIMITED_INFORMATION: Final = 0x1000
+_STILL_ACTIVE: Final = 259
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` is still running (it has no exit code yet)."""
+    if pid <= 0:
+        return False
+    try:
+        handle = _winapi.OpenProcess(_PROCESS_QUERY_LIMITED_INFORMATION, False, pid)
+    except OSError:
+        return False  # no such process (or it has gone and nobody holds its handle)
+    try:
+        return bool(_winapi.GetExitCodeProcess(handle) == _STILL_ACTIVE)
+    finally:
+        _winapi.CloseHandle(handle)
 
 
 def remains(name: str) -> list[str]:

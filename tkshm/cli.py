@@ -22,7 +22,7 @@ from typing import Final
 
 from PIL import Image
 
-from . import __version__, ipc, trace
+from . import __version__, ipc, stream, trace, watching
 from ._signals import stop_requests
 from .errors import ImageError, SegmentNotFoundError, TkshmError
 from .header import BYTES_PER_PIXEL
@@ -36,14 +36,16 @@ EXIT_INTERRUPTED = 130
 LOCALE_DIR: Final = os.path.join(os.path.dirname(os.path.abspath(__file__)), "locale")
 _LANGUAGE_ALIASES: Final = {"zh": "zh_CN", "zh_cn": "zh_CN", "zh_hans": "zh_CN"}
 # Which commands use which of the options every parser knows; any other use is refused.
-_USES_KEY: Final = frozenset({"put", "get", "info", "list", "gui", "demo"})
-_USES_TRACE: Final = frozenset({"put", "get", "info", "list", "clean", "gui"})
+_USES_KEY: Final = frozenset({"put", "get", "info", "list", "gui", "demo", "play", "watch"})
+_USES_TRACE: Final = frozenset({"put", "get", "info", "list", "clean", "gui", "play", "watch"})
 _USES_LANG: Final = frozenset({"gui", "demo"})
 # Formats whose writer silently changes the size: ICO keeps at most 256x256 (Pillow scales
 # a bigger image down), ICNS resizes to fixed squares. ICO is written at the image's own
 # size when it fits; ICNS never.
 _ICO_MAX: Final = 256
 _RESIZING_FORMATS: Final = frozenset({"ICNS"})
+_PATTERN_SIZE: Final = (1920, 1080)
+_PATTERN_FPS: Final = 60.0
 
 
 class _Parser(argparse.ArgumentParser):
@@ -90,6 +92,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     put = command("put", "Publish an image; stay attached until Ctrl+C.")
     put.add_argument("image", help="image file to publish")
+    play = command("play", "Publish an animation, or a moving test pattern, frame by frame.")
+    play.add_argument(
+        "file", nargs="?", metavar="FILE",
+        help="animated GIF, APNG, WebP or multi-page TIFF, each frame shown for its own duration",
+    )  # fmt: skip
+    play.add_argument(
+        "--pattern", action="store_true",
+        help="publish a moving test pattern instead, its frame number and publish time stamped "
+        "in its first and last rows",
+    )  # fmt: skip
+    play.add_argument(
+        "--size", type=_size, metavar="WxH", help="the test pattern's size (default: 1920x1080)"
+    )
+    play.add_argument(
+        "--fps", type=_fps, metavar="N",
+        help="frames per second, instead of the file's durations (the pattern's default: 60)",
+    )  # fmt: skip
+    looping = play.add_mutually_exclusive_group()
+    looping.add_argument(
+        "--loop", dest="loop", action="store_true", default=True, help="play again and again (default)"
+    )
+    looping.add_argument(
+        "--once", dest="loop", action="store_false", help="play the file once, then detach and exit"
+    )
+    watch = command("watch", "Follow a stream and print its frame rate, gaps and latency each second.")
+    watch.add_argument("--json", action="store_true", help="print one JSON object per line instead of text")
+    watch.add_argument("--seconds", type=_seconds, metavar="N", help="stop after N seconds (default: Ctrl+C)")
     get = command("get", "Copy the published image out and save it.")
     get.add_argument(
         "-o", "--output", required=True, metavar="FILE",
@@ -136,6 +165,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _size(text: str) -> tuple[int, int]:
+    width, sep, height = text.lower().partition("x")
+    if sep and width.isdigit() and height.isdigit():
+        return int(width), int(height)
+    raise argparse.ArgumentTypeError(f"{text!r} is not a size; write it as WIDTHxHEIGHT, e.g. 1920x1080")
+
+
+def _positive(text: str, what: str, most: float | None = None) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (value > 0 and (most is None or value <= most)):
+        bound = f" up to {most:g}" if most is not None else ""
+        raise argparse.ArgumentTypeError(f"{text!r}: {what} must be a number above 0{bound}")
+    return value
+
+
+def _fps(text: str) -> float:
+    return _positive(text, "frames per second", stream.MAX_FPS)
+
+
+def _seconds(text: str) -> float:
+    return _positive(text, "the seconds to watch")
+
+
 def available_languages() -> list[str]:
     """``en`` and every language with a compiled catalogue in ``tkshm/locale``."""
     found = []
@@ -178,6 +233,17 @@ def _check_options(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
             known = " and ".join(available_languages())
             parser.error(f"--lang {args.lang}: the window speaks {known} only")
         args.lang = language
+    if command == "play":
+        if (args.file is None) == (not args.pattern):
+            parser.error("play takes a FILE or --pattern (one of them)")
+        if not args.pattern and args.size is not None:
+            parser.error("--size is the test pattern's; a file is played at its own size")
+        if args.pattern and not args.loop:
+            parser.error("the test pattern never ends; it takes no --once")
+        if args.pattern:
+            problem = stream.pattern_size_problem(*(args.size or _PATTERN_SIZE))
+            if problem is not None:
+                parser.error(f"--size: {problem}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -303,16 +369,79 @@ def _decoder_output() -> Iterator[list[str]]:
 
 def _load_quietly(path: str) -> LoadedImage:
     """load_image, with what decoders print folded into the error's one sentence."""
+    with _decoding_quietly():
+        return load_image(path)
+
+
+@contextlib.contextmanager
+def _decoding_quietly() -> Iterator[None]:
+    """Run a block that decodes files, with what decoders print folded into the one sentence
+    of an ImageError it raises (see _decoder_output)."""
     with _decoder_output() as printed:
         try:
-            return load_image(path)
+            yield
         except ImageError as exc:
             error = exc
+        else:
+            return
     if printed:  # on success the decoder's chatter is dropped: the image is whole
         said = "; ".join(dict.fromkeys(line.rstrip(".") for line in printed))
         message = f"{str(error).rstrip('.')}; the decoder reported: {said}."
         raise ImageError(message, error.path) from error
     raise error
+
+
+def _play(args: argparse.Namespace) -> int:
+    if args.pattern:
+        width, height = args.size or _PATTERN_SIZE
+        fps = args.fps or _PATTERN_FPS
+        frames = stream.TestPattern(width, height).frames(fps)
+        what = f"the test pattern ({width}x{height} at {fps:g} fps, stamped)"
+        decoding: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+    else:
+        with _decoding_quietly():
+            animation = stream.open_animation(args.file)
+        frames = animation.frames(args.fps, args.loop)
+        count = f"{animation.frame_count} frames" if animation.frame_count != 1 else "1 frame"
+        rate = f" at {args.fps:g} fps" if args.fps else ""
+        how = "looping" if args.loop else "once"
+        width, height = animation.size
+        what = f"{_printable(args.file)} ({width}x{height}, {count}{rate}, {how})"
+        # Frames too many to decode up front are decoded as they play: fold what a decoder
+        # prints then into the error too (not with --trace: it writes to stderr all along).
+        streaming = not animation.cached and not args.trace
+        decoding = _decoding_quietly() if streaming else contextlib.nullcontext()
+    publisher = stream.Publisher(args.key)
+
+    def publish(image: Image.Image) -> None:
+        info = publisher.publish(image)
+        if info is publisher.first:
+            print(
+                f"Playing {what} under key {_printable(repr(args.key))}, from generation "
+                f"{info.generation}. Press Ctrl+C to stop.",
+                flush=True,
+            )
+
+    # As for put: the segment is detached inside the stop_requests block (see _put).
+    with stop_requests() as stop:
+        try:
+            with decoding:
+                played = stream.play(frames, publish, stop)
+        finally:
+            publisher.close()
+    verb = "Stopped after publishing" if stop.is_set() else "Played"
+    dropped = f", {played.dropped} dropped to keep time" if played.dropped else ""
+    print(f"{verb} {played.published} frames{dropped}.")
+    return 0
+
+
+def _watch(args: argparse.Namespace) -> int:
+    def notice(text: str) -> None:
+        print(f"tkshm: {text}.", file=sys.stderr, flush=True)
+
+    with stop_requests() as stop:
+        watching.watch(args.key, sys.stdout, stop, as_json=args.json, seconds=args.seconds, say=notice)
+    return 0
 
 
 @functools.cache
@@ -526,6 +655,7 @@ def _desktop(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {
-    "demo": _demo, "put": _put, "get": _get, "info": _info, "list": _list, "clean": _clean, "gui": _gui,
+    "demo": _demo, "put": _put, "play": _play, "watch": _watch, "get": _get, "info": _info,
+    "list": _list, "clean": _clean, "gui": _gui,
     "install-desktop": _desktop, "uninstall-desktop": _desktop,
 }  # fmt: skip

@@ -7,19 +7,19 @@ reject any header (random, mutated or hostile) *before* anyone trusts a size rea
 offset   size  field            meaning
 =======  ====  ===============  ========================================================
 0        8     magic            ``b"TKSHMSEG"``: this is a tkshm segment
-8        2     version          format version, 1
+8        2     version          format version, 2 (2 added the frame slots)
 10       2     header_size      offset of the first pixel (4096: one page, so pixels
                                 start page-aligned)
-12       4     state            0 EMPTY, 1 WRITING, 2 READY
+12       4     state            0 EMPTY, 1 WRITING, 2 READY (of the newest frame)
 16       8     generation       bumped on every write; followers poll it
-24       4     width            pixels
-28       4     height           pixels
+24       4     width            pixels of the newest frame
+28       4     height           pixels of the newest frame
 32       4     pixel_format     1 = RGBA, 8 bits per channel, not premultiplied
 36       4     stride           bytes per row (``width * 4``: rows are packed)
 40       8     payload_length   bytes of pixels (``stride * height``)
 48       8     capacity         bytes available for pixels (the file grows, never shrinks)
 56       4     writer_pid       process that wrote the image last
-60       4     flags            reserved, 0
+60       4     slot             the frame slot that holds the newest frame (``tkshm.frames``)
 64       8     write_time_ns    when the write finished (``time.time_ns()``)
 72       4     crc32            CRC-32 of bytes 0..71
 =======  ====  ===============  ========================================================
@@ -36,7 +36,10 @@ from typing import Final
 from .errors import CorruptSegmentError
 
 MAGIC: Final = b"TKSHMSEG"
-VERSION: Final = 1
+VERSION: Final = 2
+# Frames live in up to this many slots (``tkshm.frames``): the newest, the ones readers are
+# copying, and one to write next.
+MAX_SLOTS: Final = 4
 # One page: the pixels start page-aligned, which keeps the big copy on aligned memory.
 HEADER_SIZE: Final = 4096
 PIXEL_FORMAT_RGBA: Final = 1
@@ -68,7 +71,7 @@ class Header:
     writer_pid: int
     write_time_ns: int
     pixel_format: int = PIXEL_FORMAT_RGBA
-    flags: int = 0
+    slot: int = 0
 
     @property
     def stride(self) -> int:
@@ -86,7 +89,7 @@ class Header:
         fields = _FIELDS.pack(
             MAGIC, VERSION, HEADER_SIZE, int(self.state), self.generation, self.width,
             self.height, self.pixel_format, self.stride, self.payload_length, self.capacity,
-            self.writer_pid, self.flags, self.write_time_ns,
+            self.writer_pid, self.slot, self.write_time_ns,
         )  # fmt: skip
         return fields + _CRC.pack(zlib.crc32(fields))
 
@@ -104,7 +107,7 @@ class Header:
             )
         raw = bytes(buf[:RECORD_SIZE])
         (magic, version, header_size, state, generation, width, height, pixel_format,
-         stride, payload_length, capacity, writer_pid, flags, write_time_ns,
+         stride, payload_length, capacity, writer_pid, slot, write_time_ns,
          ) = _FIELDS.unpack_from(raw)  # fmt: skip
         (crc,) = _CRC.unpack_from(raw, _FIELDS.size)
         problem = None
@@ -118,6 +121,8 @@ class Header:
             problem = "its header checksum does not match"
         elif state not in State.__members__.values():
             problem = f"its state {state} is unknown"
+        elif slot >= MAX_SLOTS:
+            problem = f"its frame slot {slot} does not exist"
         elif HEADER_SIZE + capacity > mapping_size:
             problem = "its header claims more capacity than the segment holds"
         elif state == State.EMPTY:
@@ -138,5 +143,5 @@ class Header:
             )
         return cls(
             State(state), generation, width, height, capacity, writer_pid, write_time_ns,
-            pixel_format, flags,
+            pixel_format, slot,
         )  # fmt: skip

@@ -15,7 +15,7 @@ import warnings
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import BinaryIO, Final
 
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -97,55 +97,117 @@ def load_image(path: str | os.PathLike[str]) -> LoadedImage:
     row is decoded, so a decompression bomb costs a few hundred bytes of reading, not RAM.
     """
     name = os.fspath(path)
-    with _open_regular_file(name) as file:
-        try:
-            with warnings.catch_warnings():
-                # Pillow warns about oddities (corrupt EXIF, odd palettes) on stderr; a
-                # damaged file is reported by the exception below, in one sentence, so
-                # the CLI prints one line. Pillow's own bomb warning is replaced by
-                # _check_size, which applies tkshm's limit instead of Pillow's global one.
-                warnings.simplefilter("ignore")
-                # Not ``with Image.open(...)``: closing the image would free the pixels, and
-                # an RGBA file's decoded image is the very one we return. The file itself is
-                # closed by _open_regular_file; a converted original is freed on return.
-                opened = Image.open(file)
-                _check_size(opened, name)
-                # No seek(0): an image is opened at its first frame already, and formats
-                # that number frames from 1 (a layered PSD) or have no frames to seek
-                # (a SPIDER file that is not a stack) would refuse it.
-                frame_count = _frame_count(opened)
-                opened.load()
-                fmt = opened.format or "unknown"
-                # In place: a transposed copy would cost a full image for nothing in the
-                # common case, a file with no EXIF orientation.
-                ImageOps.exif_transpose(opened, in_place=True)
-                rgba = to_rgba(opened)
-        except UnidentifiedImageError as exc:
-            raise ImageError(f"{name} is not an image that tkshm can read.", name) from exc
-        except Image.DecompressionBombError as exc:
-            # Pillow refuses before tkshm can look (above twice its MAX_IMAGE_PIXELS).
-            claimed = _CLAIMED_PIXELS.search(str(exc))
-            what = f"{int(claimed.group(1)):,} pixels" if claimed else "too many pixels"
-            raise ImageTooLargeError(
-                f"{name} claims {what}, more than the {MAX_PIXELS:,} that tkshm decodes safely "
-                "(a decompression bomb?); it was not decoded.",
-                name,
-            ) from exc
-        except NotImplementedError as exc:
-            # Pillow knows the format but not this variant of it (a DirectDraw Surface in
-            # a pixel format it does not decode, say).
-            raise ImageError(
-                f"{name} uses a kind of its format that Pillow cannot decode ({exc}); "
-                "convert it to PNG first.",
-                name,
-            ) from exc
-        except MemoryError as exc:
-            raise ImageTooLargeError(
-                f"{name} is too large to decode in the memory available; load a smaller image.", name
-            ) from exc
-        except _DECODER_ERRORS as exc:
-            raise ImageError(f"{name} is damaged or truncated and cannot be decoded ({exc}).", name) from exc
+    with _open_regular_file(name) as file, _decoding(name):
+        # Not ``with Image.open(...)``: closing the image would free the pixels, and an RGBA
+        # file's decoded image is the very one we return. The file itself is closed by
+        # _open_regular_file; a converted original is freed on return.
+        opened = Image.open(file)
+        _check_size(opened, name)
+        # No seek(0): an image is opened at its first frame already, and formats that
+        # number frames from 1 (a layered PSD) or have no frames to seek (a SPIDER file
+        # that is not a stack) would refuse it.
+        frame_count = _frame_count(opened)
+        opened.load()
+        fmt = opened.format or "unknown"
+        # In place: a transposed copy would cost a full image for nothing in the common
+        # case, a file with no EXIF orientation.
+        ImageOps.exif_transpose(opened, in_place=True)
+        rgba = to_rgba(opened)
     return LoadedImage(rgba, name, fmt, frame_count)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One frame of an animation, decoded: RGBA pixels and how long the file shows it."""
+
+    image: Image.Image
+    duration_ms: float | None  # None when the file does not say (a TIFF page, a still image)
+
+
+@dataclass(frozen=True)
+class FrameFile:
+    """What :func:`open_frames` learned from a file's header, before decoding any frame."""
+
+    path: str
+    format: str
+    size: tuple[int, int]  # of the first frame; a TIFF's pages may each have their own
+    frame_count: int
+    frames: Iterator[Frame]
+
+
+@contextmanager
+def open_frames(path: str | os.PathLike[str]) -> Iterator[FrameFile]:
+    """Open an animation (GIF, APNG, WebP, a multi-page TIFF; a still image is one frame)
+    and decode its frames one at a time, as the block iterates ``frames``.
+
+    The same checks as :func:`load_image` apply, to every frame: only a regular file, every
+    frame's size checked against :data:`MAX_PIXELS` before it is decoded, and any way the
+    file can be damaged an :class:`ImageError` with a sentence, raised from the iteration.
+    Only one decoded frame is held at a time, so a long animation costs one frame of memory.
+    """
+    name = os.fspath(path)
+    with _open_regular_file(name) as file:
+        with _decoding(name):
+            opened = Image.open(file)
+            _check_size(opened, name)
+            frame_count = _frame_count(opened)
+            head = FrameFile(name, opened.format or "unknown", opened.size, frame_count, iter(()))
+        try:
+            yield replace(head, frames=_decoded_frames(opened, name, frame_count))
+        finally:
+            opened.close()
+
+
+def _decoded_frames(opened: Image.Image, name: str, frame_count: int) -> Iterator[Frame]:
+    for index in range(frame_count):
+        with _decoding(name):
+            if index:  # an image is opened at its first frame (see load_image: no seek(0))
+                opened.seek(index)
+                _check_size(opened, name)
+            opened.load()
+            # Pillow keeps decoding into the same image object as it seeks (an APNG's next
+            # frame is drawn over this one), so the frame we hand out must be a copy of it.
+            rgba = to_rgba(opened)
+            frame = rgba.copy() if rgba is opened else rgba
+            duration = opened.info.get("duration")
+        yield Frame(frame, float(duration) if isinstance(duration, (int, float)) else None)
+
+
+@contextmanager
+def _decoding(name: str) -> Iterator[None]:
+    """Turn whatever Pillow raises while it opens or decodes ``name`` into an ImageError."""
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns about oddities (corrupt EXIF, odd palettes) on stderr; a damaged
+            # file is reported by the exception below, in one sentence, so the CLI prints one
+            # line. Pillow's own bomb warning is replaced by _check_size, which applies
+            # tkshm's limit instead of Pillow's global one.
+            warnings.simplefilter("ignore")
+            yield
+    except UnidentifiedImageError as exc:
+        raise ImageError(f"{name} is not an image that tkshm can read.", name) from exc
+    except Image.DecompressionBombError as exc:
+        # Pillow refuses before tkshm can look (above twice its MAX_IMAGE_PIXELS).
+        claimed = _CLAIMED_PIXELS.search(str(exc))
+        what = f"{int(claimed.group(1)):,} pixels" if claimed else "too many pixels"
+        raise ImageTooLargeError(
+            f"{name} claims {what}, more than the {MAX_PIXELS:,} that tkshm decodes safely "
+            "(a decompression bomb?); it was not decoded.",
+            name,
+        ) from exc
+    except NotImplementedError as exc:
+        # Pillow knows the format but not this variant of it (a DirectDraw Surface in a pixel
+        # format it does not decode, say).
+        raise ImageError(
+            f"{name} uses a kind of its format that Pillow cannot decode ({exc}); convert it to PNG first.",
+            name,
+        ) from exc
+    except MemoryError as exc:
+        raise ImageTooLargeError(
+            f"{name} is too large to decode in the memory available; load a smaller image.", name
+        ) from exc
+    except _DECODER_ERRORS as exc:
+        raise ImageError(f"{name} is damaged or truncated and cannot be decoded ({exc}).", name) from exc
 
 
 @contextmanager

@@ -1,0 +1,361 @@
+"""``tkshm play`` and ``tkshm watch``, run as a user runs them, against real readers.
+
+A :class:`Reader` in the test process follows the key the way any viewer would: it waits for
+each new generation and copies the frame out with the header's write time. The frames it got,
+and when they were published, are what ``play`` promised: the file's frames in order, each up
+for its own duration, counted from the start (no drift). ``watch`` is checked through its
+``--json`` lines, against a real ``play``.
+
+Windows cannot send these commands Ctrl+C or SIGTERM from a test (tests/commands.py), so the
+tests that check what a signal does are POSIX-only; elsewhere ``Running.stop`` ends them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from commands import Running
+from conftest import files_for
+from peer import wait_until
+from PIL import Image
+from platforms import posix_only
+from test_cli import BAD_FILES, _bad_file, assert_one_line_error, command, tkshm
+from test_stream_unit import COLOURS, FORMATS, make_animation
+
+from tkshm import ipc
+from tkshm.images import open_frames
+from tkshm.stamp import read_stamps
+
+DEADLINE = 60.0
+# Publishing is never early; how late a busy two-core machine may make it, at worst.
+EARLY_S = 0.02
+LATE_S = 0.25
+
+
+@pytest.fixture(autouse=True)
+def private_segments(isolated_dir: str) -> str:
+    return isolated_dir
+
+
+@dataclass(frozen=True)
+class Got:
+    generation: int
+    write_time_ns: int
+    image: Image.Image
+
+
+def read_frame(segment: ipc.Segment) -> Got:
+    """The newest frame with the generation and write time it was published with."""
+    if hasattr(segment, "last_frame"):  # the live-frames API says which frame it copied
+        image = segment.read_image()
+        frame = segment.last_frame
+        return Got(frame.generation, frame.write_time_ns, image)
+    with segment.lock(exclusive=False):  # one lock: the header describes these very pixels
+        image = segment.read_image()
+        info = segment.info()
+    return Got(info.generation, info.write_time_ns, image)
+
+
+class Reader:
+    """Attached to ``key``, collecting every new frame on a thread until closed."""
+
+    def __init__(self, key: str) -> None:
+        self.segment = ipc.Segment.attach(key)
+        self.frames: list[Got] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._follow, daemon=True)
+        self._thread.start()
+
+    def _follow(self) -> None:
+        last = 0
+        while not self._stop.wait(0.001):
+            if self.segment.peek_generation() != last:
+                got = read_frame(self.segment)
+                last = got.generation
+                self.frames.append(got)
+
+    def wait_for(self, count: int) -> list[Got]:
+        wait_until(lambda: len(self.frames) >= count, f"{count} frames", DEADLINE)
+        return self.frames[:count]
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(DEADLINE)
+        self.segment.detach()
+
+
+@pytest.fixture
+def started() -> Iterator[list[Running | Reader]]:
+    """Commands and readers a test starts; all are ended at the end, readers last."""
+    running: list[Running | Reader] = []
+    yield running
+    for thing in sorted(running, key=lambda t: isinstance(t, Reader)):
+        thing.close()
+
+
+def start(started: list[Running | Reader], *args: str) -> Running:
+    run = Running(command(*args))
+    started.append(run)
+    return run
+
+
+def follow(started: list[Running | Reader], key: str) -> Reader:
+    reader = Reader(key)
+    started.append(reader)
+    return reader
+
+
+def expected_frames(path: Path) -> list[bytes]:
+    with open_frames(path) as opened:
+        return [frame.image.tobytes() for frame in opened.frames]
+
+
+def assert_on_schedule(frames: list[Got], durations_s: list[float]) -> None:
+    """Frame k was published at the first one's time plus the durations before it: never
+    early, never later than LATE_S (a drifting schedule would add up its lateness)."""
+    first = frames[0].write_time_ns
+    for index, got in enumerate(frames):
+        due = sum(durations_s[j % len(durations_s)] for j in range(index))
+        at = (got.write_time_ns - first) / 1e9
+        assert due - EARLY_S <= at <= due + LATE_S, (index, at, due)
+
+
+# -- play a file ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(("fmt", "suffix"), FORMATS)
+def test_play_once_publishes_every_frame_in_order_at_the_files_durations(
+    key: str, tmp_path: Path, started: list[Running | Reader], fmt: str, suffix: str
+) -> None:
+    path = tmp_path / f"anim.{suffix}"
+    durations = None if fmt == "TIFF" else [200, 300, 400, 500]  # a TIFF page has none: 100 ms
+    make_animation(path, fmt, durations)
+    play = start(started, "play", "--key", key, "--once", str(path))
+    line = play.line()
+    assert line.startswith(f"Playing {path} (40x30, 4 frames, once) under key {key!r}, from generation 1.")
+    reader = follow(started, key)  # it sees the first frame (still up) and each after it
+    frames = reader.wait_for(4)
+    assert [got.image.tobytes() for got in frames] == expected_frames(path)
+    assert [got.generation for got in frames] == [1, 2, 3, 4]
+    assert_on_schedule(frames, [0.1] * 4 if durations is None else [d / 1000 for d in durations])
+    status, rest, stderr = play.finish()
+    assert (status, rest, stderr) == (0, ["Played 4 frames.\n"], "")
+    reader.close()
+    assert files_for(key) == []  # play detached at the end; the reader was the last holder
+
+
+def test_play_loops_by_default_and_fps_overrides_the_durations(
+    key: str, tmp_path: Path, started: list[Running | Reader]
+) -> None:
+    path = tmp_path / "slow.gif"
+    make_animation(path, "GIF", [2000, 2000, 2000, 2000])
+    play = start(started, "play", "--key", key, "--fps", "8", str(path))
+    assert "(40x30, 4 frames at 8 fps, looping)" in play.line()
+    frames = follow(started, key).wait_for(9)
+    colours = [got.image.getpixel((39, 29))[:3] for got in frames]  # type: ignore[index]
+    assert colours == [COLOURS[i % 4] for i in range(9)]  # round and round
+    assert_on_schedule(frames, [0.125])
+
+
+def test_play_of_a_still_image_publishes_it_again_at_the_default_duration(
+    key: str, tmp_path: Path, started: list[Running | Reader]
+) -> None:
+    path = tmp_path / "still.png"
+    Image.new("RGB", (20, 10), "teal").save(path)
+    play = start(started, "play", "--key", key, str(path))
+    assert "(20x10, 1 frame, looping)" in play.line()
+    frames = follow(started, key).wait_for(4)
+    assert_on_schedule(frames, [0.1])
+
+
+@pytest.mark.parametrize("kind", [*BAD_FILES, "truncated-gif"])
+def test_play_of_a_bad_file_gives_one_line_on_stderr_and_publishes_nothing(
+    key: str, tmp_path: Path, kind: str
+) -> None:
+    if kind == "truncated-gif":
+        whole = tmp_path / "whole.gif"
+        frames = [Image.effect_noise((64, 64), 80 + i).convert("RGB") for i in range(4)]
+        frames[0].save(whole, save_all=True, append_images=frames[1:], duration=100)
+        bad = str(tmp_path / "cut.gif")
+        Path(bad).write_bytes(whole.read_bytes()[: whole.stat().st_size * 6 // 10])
+    else:
+        bad = _bad_file(tmp_path, kind)
+    line = assert_one_line_error(tkshm("play", "--key", key, bad))
+    assert line.startswith("tkshm: ") and os.path.basename(bad) in line
+    assert files_for(key) == []
+
+
+BAD_USAGE = {
+    "nothing-to-play": (["play"], "play takes a FILE or --pattern"),
+    "file-and-pattern": (["play", "--pattern", "x.gif"], "play takes a FILE or --pattern"),
+    "size-of-a-file": (["play", "--size", "10x10", "x.gif"], "--size is the test pattern's"),
+    "pattern-once": (["play", "--pattern", "--once"], "the test pattern never ends"),
+    "loop-and-once": (["play", "--loop", "--once", "x.gif"], "not allowed with argument"),
+    "bad-size": (["play", "--pattern", "--size", "big"], "'big' is not a size"),
+    "tiny-size": (["play", "--pattern", "--size", "4x4"], "the test pattern is at least"),
+    "zero-fps": (["play", "--pattern", "--fps", "0"], "frames per second must be a number above 0"),
+    "watch-seconds": (["watch", "--seconds", "-1"], "the seconds to watch must be a number above 0"),
+    "watch-file": (["watch", "x.gif"], "unrecognized arguments"),
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD_USAGE))
+def test_bad_play_or_watch_usage_gives_one_line_on_stderr(kind: str) -> None:
+    args, says = BAD_USAGE[kind]
+    result = tkshm(*args)
+    assert result.returncode == 2
+    assert_one_line_error(result, says)
+
+
+@pytest.mark.parametrize("subcommand", ["play", "watch"])
+def test_play_and_watch_have_help_with_the_key_option(subcommand: str) -> None:
+    result = tkshm(subcommand, "--help")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.startswith(f"usage: tkshm {subcommand}") and "--key KEY" in result.stdout
+
+
+# -- the test pattern ----------------------------------------------------------------------------
+def test_play_pattern_publishes_whole_stamped_frames_with_their_publish_time(
+    key: str, started: list[Running | Reader]
+) -> None:
+    play = start(started, "play", "--key", key, "--pattern", "--size", "320x240", "--fps", "30")
+    assert "the test pattern (320x240 at 30 fps, stamped)" in play.line()
+    frames = follow(started, key).wait_for(20)
+    numbers = []
+    for got in frames:
+        top, bottom = read_stamps(got.image)
+        assert top is not None and top == bottom, (top, bottom)
+        # Stamped just before the copy into the segment, which the header's time ends.
+        assert 0 <= got.write_time_ns - top.time_ns < 0.1e9
+        numbers.append(top.frame_number)
+    assert numbers == sorted(set(numbers))  # each frame once, in order (a dropped one: a gap)
+    assert_on_schedule(frames, [1 / 30])  # the schedule counts dropped frames too: still on time
+
+
+# -- watch ---------------------------------------------------------------------------------------
+def watch_json(key: str, seconds: float) -> list[dict[str, object]]:
+    result = subprocess.run(
+        command("watch", "--key", key, "--json", "--seconds", str(seconds)),
+        capture_output=True, text=True, timeout=DEADLINE,
+    )  # fmt: skip
+    assert (result.returncode, result.stderr) == (0, ""), result
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def test_watch_json_reports_each_second_and_a_summary_against_a_real_pattern_play(
+    key: str, started: list[Running | Reader]
+) -> None:
+    start(started, "play", "--key", key, "--pattern", "--size", "640x360", "--fps", "30").line()
+    *seconds, summary = watch_json(key, 3.5)
+    assert len(seconds) == 3 and not any(report["summary"] for report in seconds)
+    assert summary["summary"] is True and summary["seconds"] == pytest.approx(3.5, abs=0.2)
+    assert summary["latency_from"] == "stamp" and summary["torn"] == 0
+    assert 20 <= summary["fps"] <= 32, summary  # type: ignore[operator]
+    # The summary counts the half second after the last report too.
+    assert summary["frames"] >= sum(report["frames"] for report in seconds)  # type: ignore[misc]
+    p50, p99 = summary["latency_p50_ms"], summary["latency_p99_ms"]
+    assert isinstance(p50, float) and isinstance(p99, float) and 0 <= p50 <= p99 < 1000
+    assert set(summary) == {
+        "seconds", "frames", "skipped", "fps", "latency_p50_ms", "latency_p99_ms",
+        "latency_from", "torn", "publisher", "summary",
+    }  # fmt: skip
+
+
+def test_watch_of_unstamped_frames_measures_latency_from_the_header(
+    key: str, tmp_path: Path, started: list[Running | Reader]
+) -> None:
+    path = tmp_path / "anim.gif"
+    make_animation(path, "GIF", [100, 100, 100, 100])
+    start(started, "play", "--key", key, str(path)).line()
+    *_, summary = watch_json(key, 2)
+    assert summary["latency_from"] == "header" and summary["torn"] is None
+    assert 5 <= summary["frames"] <= 25, summary  # type: ignore[operator]
+
+
+def test_watch_text_prints_a_line_each_second_then_the_total(
+    key: str, started: list[Running | Reader]
+) -> None:
+    start(started, "play", "--key", key, "--pattern", "--size", "64x48", "--fps", "20").line()
+    result = tkshm("watch", "--key", key, "--seconds", "2.5")
+    assert (result.returncode, result.stderr) == (0, "")
+    lines = result.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["last", "last", "total"], lines
+    assert "fps, latency p50" in lines[-1] and "(from the stamp), 0 torn" in lines[-1]
+
+
+def test_watch_with_nothing_published_says_so_in_one_line(key: str) -> None:
+    assert_one_line_error(tkshm("watch", "--key", key), "nothing is published under key")
+    assert files_for(key) == []
+
+
+@posix_only("signals; a test cannot send Ctrl+C to a Windows process without a console")
+def test_watch_on_ctrl_c_prints_its_summary_and_exits_0(key: str, started: list[Running | Reader]) -> None:
+    start(started, "play", "--key", key, "--pattern", "--size", "64x48", "--fps", "20").line()
+    watch = start(started, "watch", "--key", key, "--json")
+    first = json.loads(watch.line())
+    assert first["summary"] is False
+    status, rest, stderr = watch.stop(signal.SIGINT)
+    assert (status, stderr) == (0, "")
+    assert json.loads(rest[-1])["summary"] is True
+
+
+@posix_only("signals; a test cannot send Ctrl+C to a Windows process without a console")
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_play_on_a_signal_detaches_and_says_how_many_it_published(
+    key: str, tmp_path: Path, started: list[Running | Reader], signum: int
+) -> None:
+    path = tmp_path / "anim.webp"
+    make_animation(path, "WEBP", [50, 50, 50, 50])
+    play = start(started, "play", "--key", key, str(path))
+    play.line()
+    wait_until(lambda: ipc.info(key=key).generation >= 3, "three frames")
+    status, rest, stderr = play.stop(signum)
+    assert (status, stderr) == (0, "")
+    assert len(rest) == 1 and rest[0].startswith("Stopped after publishing "), rest
+    assert files_for(key) == []  # it was the last holder
+
+
+@posix_only("Windows reports a closed pipe as EINVAL, not EPIPE")
+def test_watch_piped_into_head_ends_quietly_after_two_lines(
+    key: str, started: list[Running | Reader]
+) -> None:
+    start(started, "play", "--key", key, "--pattern", "--size", "64x48", "--fps", "20").line()
+    watch = subprocess.Popen(
+        command("watch", "--key", key, "--json"), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    head = subprocess.run(
+        ["head", "-2"], stdin=watch.stdout, capture_output=True, text=True, timeout=DEADLINE
+    )
+    assert watch.stdout is not None
+    watch.stdout.close()  # now only head had it open, and head has exited
+    assert watch.wait(timeout=DEADLINE) == 1  # the Python documentation's status for a cut pipe
+    assert watch.stderr is not None and watch.stderr.read() == b""
+    watch.stderr.close()
+    assert len(head.stdout.splitlines()) == 2
+
+
+@pytest.mark.skipif(
+    not hasattr(ipc.Segment, "publisher_alive"), reason="needs Segment.publisher_alive (the live-frames API)"
+)
+def test_watch_says_once_that_the_publisher_went_and_keeps_following_the_next_one(
+    key: str, started: list[Running | Reader]
+) -> None:
+    pattern = ["play", "--key", key, "--pattern", "--size", "64x48", "--fps", "20"]
+    first = start(started, *pattern)
+    first.line()
+    watch = start(started, "watch", "--key", key, "--json")
+    assert json.loads(watch.line())["publisher"] == "alive"
+    first.stop()  # the watch still holds the segment, so it stays
+    wait_until(lambda: json.loads(watch.line())["publisher"] == "gone", "a report that the publisher went")
+    json.loads(watch.line())  # a second report while it is gone: the notice is not repeated
+    start(started, *pattern).line()
+    back = wait_until(lambda: (r := json.loads(watch.line()))["publisher"] == "alive" and r, "frames again")
+    assert back["frames"] > 0
+    _status, _rest, stderr = watch.stop(signal.SIGINT)
+    assert stderr.splitlines() == ["tkshm: the publisher has gone; waiting for frames under this key."]

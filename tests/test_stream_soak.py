@@ -1,0 +1,121 @@
+"""Stream soak: a writer that never pauses, readers that wait for each frame, and SIGKILLs.
+
+For ``--stream-frames`` frames (default 100,000; ``TKSHM_STREAM_FRAMES``) or at most
+``TKSHM_STREAM_SECONDS`` (default 90; 30 on Windows, where the writer paces itself), one
+writer publishes small pattern frames as fast as it can and three readers copy every frame
+they are woken for into a kept image and check it (tests/_stream_child.py). Every few hundred
+milliseconds a random one of them is killed (SIGKILL, or TerminateProcess on Windows) and a
+new one started in its place: a new writer takes over with no cleanup by hand. Torn frames
+must be 0; the figures -- frames, frames read, torn, reads that took their lock at the first
+try, the longest gap between two new frames for a reader and the longest publish -- are
+printed in pytest's terminal summary. Speed is for the benchmarks: nothing here is timed
+against a threshold.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import random
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+import pytest
+from conftest import files_for
+
+from tkshm import ipc
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+READERS = 3
+# A killed writer may leave the newest frame half-written while it wrote in place (a still,
+# before any reader missed a lease): readers then say so, until the next writer's frame.
+ALLOWED_ERRORS = frozenset({"IncompleteImageError"})
+
+
+class Child:
+    def __init__(self, role: str, key: str, end: float) -> None:
+        self.role = role
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.join(HERE, "_stream_child.py"), role, key, repr(end)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        self.last: dict[str, Any] = {}
+        self.lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.last = json.loads(line)
+        self.lines.put("")
+
+    def finish(self, deadline: float) -> None:
+        try:
+            self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            self.proc.kill()
+        self.proc.wait()
+
+
+def stream_frames(config: pytest.Config) -> int:
+    option = config.getoption("--stream-frames", default=None)
+    return int(option or os.environ.get("TKSHM_STREAM_FRAMES") or 100_000)
+
+
+def test_stream_soak_writers_and_readers_killed_at_random_never_a_torn_frame(
+    key: str, request: pytest.FixtureRequest, record_property: Any
+) -> None:
+    wanted = stream_frames(request.config)
+    cap = float(os.environ.get("TKSHM_STREAM_SECONDS") or (30 if sys.platform == "win32" else 90))
+    rng = random.Random(12)
+    totals: Counter[str] = Counter()
+    errors: Counter[str] = Counter()
+    longest = {"gap": 0.0, "publish": 0.0}
+    kills = 0
+
+    def retire(child: Child) -> None:
+        figures = child.last
+        for name in ("frames", "reads", "torn", "first_try"):
+            totals[name] += int(figures.get(name, 0))
+        errors.update(figures.get("errors", {}))
+        longest["gap"] = max(longest["gap"], figures.get("longest_gap_ms", 0.0))
+        longest["publish"] = max(longest["publish"], figures.get("longest_publish_ms", 0.0))
+
+    started = time.monotonic()
+    end = started + cap
+    with ipc.Segment.create(key) as holder:  # keeps the segment alive across every kill
+        children = [Child("writer", key, end)] + [Child("reader", key, end) for _ in range(READERS)]
+        try:
+            while time.monotonic() < end and holder.peek_generation() < wanted:
+                threading.Event().wait(rng.uniform(0.1, 0.6))  # a random moment, not a sync point
+                victim = rng.randrange(len(children))
+                child = children[victim]
+                child.proc.kill()
+                child.finish(time.monotonic() + 30)
+                retire(child)
+                kills += 1
+                children[victim] = Child(child.role, key, end)
+        finally:
+            for child in children:
+                child.proc.kill()
+                child.finish(time.monotonic() + 30)
+                retire(child)
+        frames = holder.peek_generation()
+    seconds = time.monotonic() - started
+    figures = (
+        f"stream: seconds {seconds:.1f}, frames {frames}, kills {kills}, reads {totals['reads']}, "
+        f"torn {totals['torn']}, first_try {totals['first_try'] / max(1, totals['reads']):.4f}, "
+        f"longest_reader_gap_ms {longest['gap']:.1f}, longest_publish_ms {longest['publish']:.1f}, "
+        f"errors {dict(errors)}"
+    )
+    record_property("tkshm_soak", figures)
+    assert totals["torn"] == 0, figures
+    assert set(errors) <= ALLOWED_ERRORS, figures
+    assert frames >= min(wanted, 1000), figures  # it really streamed
+    assert totals["reads"] > 0, figures
+    assert files_for(key) == []

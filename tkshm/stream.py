@@ -1,0 +1,392 @@
+"""Frames in time: what ``tkshm play`` publishes, and when.
+
+A stream is a sequence of images published one after another under one key, each shown for
+its own *duration*. Three small ideas carry it:
+
+* **Sources** turn something into timed frames: an animated file (GIF, APNG, WebP, a
+  multi-page TIFF), each frame with the duration the file gives it, or the moving test
+  pattern, which carries its frame number and publish time in its pixels (:mod:`tkshm.stamp`).
+* **A deadline schedule** (:class:`Schedule`) says when each frame is due. Frame *n* is due at
+  the start time plus the durations of frames 0..n-1 -- computed from the start, never from
+  "now", so the small lateness of every wake-up does not add up (no drift). A frame whose
+  whole time has already passed when it comes up is *dropped*, not shown late: a slow
+  publisher stays on time and shows fewer frames, instead of falling further behind.
+* **The segment, as a stream sees it** (:class:`Publisher`, :class:`Follower`): the few calls
+  of :mod:`tkshm.ipc` a stream needs, in one place.
+
+``time.monotonic`` drives the schedule: the wall clock (``time.time_ns``) can be stepped by NTP
+or by hand, and a schedule on it would stall or race. Wall-clock time is used only for what
+other processes compare against: the stamp and the header's write time.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Final
+
+from PIL import Image, ImageDraw, ImageFont
+
+from . import ipc
+from .errors import ImageError
+from .header import BYTES_PER_PIXEL
+from .images import MAX_PIXELS, Frame, open_frames
+from .stamp import STAMP_PIXELS, stamp
+
+# What a browser shows a GIF frame for when the file says 0 (or nothing): a tenth of a second.
+DEFAULT_DURATION_S: Final = 0.1
+# Frames are decoded once, up front, if they fit in this much memory (RGBA); a longer or
+# larger animation is decoded again on each pass instead, one frame in memory at a time.
+CACHE_BYTES: Final = 512 * 1024 * 1024
+# A publisher that fell this far behind (the machine was suspended, the process stopped with
+# Ctrl+Z) starts a new schedule from now instead of dropping every frame it missed.
+RESYNC_S: Final = 1.0
+MAX_FPS: Final = 1000.0
+
+
+@dataclass(frozen=True)
+class TimedFrame:
+    """A frame to publish and how long it stays up. ``render`` makes the image when the frame
+    is due (so a frame that is dropped costs nothing; the pattern stamps the time of now)."""
+
+    duration_s: float
+    render: Callable[[], Image.Image]
+
+
+# -- pacing ----------------------------------------------------------------------------------
+class Schedule:
+    """The deadline schedule: when each frame is due, from a start time and the durations.
+
+    Times are ``time.monotonic()`` seconds. Pure arithmetic, no clock of its own, so the
+    tests can drive it with any times they like.
+    """
+
+    def __init__(self, start: float) -> None:
+        self._due = start
+
+    def next(self, duration_s: float, now: float) -> float | None:
+        """When the next frame (shown for ``duration_s``) is due, or None: drop it, its whole
+        time is already over. Either way the schedule moves on by ``duration_s``."""
+        due, end = self._due, self._due + duration_s
+        self._due = end
+        if now < end:
+            return due
+        if now - end > RESYNC_S:  # far behind: begin again from now rather than drop for ages
+            self._due = now
+        return None
+
+
+@dataclass
+class PlayCount:
+    """How a play went: frames published, and frames dropped to keep time."""
+
+    published: int = 0
+    dropped: int = 0
+
+
+def play(
+    frames: Iterable[TimedFrame],
+    publish: Callable[[Image.Image], object],
+    stop: threading.Event,
+    clock: Callable[[], float] = time.monotonic,
+) -> PlayCount:
+    """Publish each frame when it is due, until the frames end or ``stop`` is set.
+
+    Waiting is ``stop.wait(timeout)``: a wait a signal handler (Ctrl+C) can end at once.
+    """
+    count = PlayCount()
+    schedule: Schedule | None = None
+    for frame in frames:
+        if stop.is_set():
+            break
+        # The clock starts at the first frame: opening and decoding it is not lateness.
+        schedule = schedule or Schedule(clock())
+        due = schedule.next(frame.duration_s, clock())
+        if due is None:
+            count.dropped += 1
+            continue
+        if stop.wait(max(0.0, due - clock())):
+            break
+        publish(frame.render())
+        count.published += 1
+    return count
+
+
+def frame_duration(duration_ms: float | None, fps: float | None) -> float:
+    """Seconds a frame stays up: ``1/fps`` if given, else the file's, else the default (also
+    for a file that says 0, as browsers treat a GIF frame of 0 ms)."""
+    if fps is not None:
+        return 1.0 / fps
+    if duration_ms is None or duration_ms <= 0:
+        return DEFAULT_DURATION_S
+    return duration_ms / 1000.0
+
+
+# -- an animated file ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Animation:
+    """An animated file ready to play: what it is, and its frames (decoded or to decode)."""
+
+    path: str
+    format: str
+    size: tuple[int, int]
+    frame_count: int
+    cached: bool  # decoded once, up front; else decoded again on each pass
+
+    def frames(self, fps: float | None, loop: bool) -> Iterator[TimedFrame]:
+        """The timed frames of one pass, or of endless passes with ``loop``."""
+        passes = itertools.count() if loop else range(1)
+        for _ in passes:
+            decoded = iter(self._cache) if self._cache is not None else _decode(self.path)
+            for frame in decoded:
+                yield TimedFrame(frame_duration(frame.duration_ms, fps), _constant(frame.image))
+
+    _cache: tuple[Frame, ...] | None = None
+
+
+def _constant(image: Image.Image) -> Callable[[], Image.Image]:
+    return lambda: image
+
+
+def _decode(path: str) -> Iterator[Frame]:
+    with open_frames(path) as opened:
+        yield from opened.frames
+
+
+def open_animation(path: str, cache_bytes: int = CACHE_BYTES) -> Animation:
+    """Open ``path`` and decode its frames now if they fit in ``cache_bytes``; raise
+    :class:`~tkshm.errors.ImageError` (with a sentence) for anything that is not a readable
+    image. A file that is too big to cache has its first frame decoded here anyway, so that a
+    file that cannot be played is refused before anything is published."""
+    with open_frames(path) as opened:
+        width, height = opened.size
+        head = Animation(opened.path, opened.format, opened.size, opened.frame_count, cached=False)
+        first = next(opened.frames, None)
+        if first is None:
+            raise ImageError(f"{path} has no frames to play.", path)
+        if opened.frame_count * width * height * BYTES_PER_PIXEL > cache_bytes:
+            return head
+        cache, total = [first], width * height * BYTES_PER_PIXEL
+        for frame in opened.frames:
+            total += frame.image.width * frame.image.height * BYTES_PER_PIXEL
+            if total > cache_bytes:  # a TIFF's later pages can be larger than its first
+                return head
+            cache.append(frame)
+    return Animation(head.path, head.format, head.size, len(cache), True, tuple(cache))
+
+
+# -- the test pattern ------------------------------------------------------------------------
+# SMPTE colour bars at 75 %, left to right, and the strip under them (as videotestsrc draws).
+_BARS: Final = (
+    (191, 191, 191),
+    (191, 191, 0),
+    (0, 191, 191),
+    (0, 191, 0),
+    (191, 0, 191),
+    (191, 0, 0),
+    (0, 0, 191),
+)
+_STRIP: Final = (
+    (0, 0, 191),
+    (19, 19, 19),
+    (191, 0, 191),
+    (19, 19, 19),
+    (0, 191, 191),
+    (19, 19, 19),
+    (191, 191, 191),
+)
+_BOTTOM: Final = (
+    (0, 33, 76),
+    (255, 255, 255),
+    (50, 0, 106),
+    (19, 19, 19),
+    (9, 9, 9),
+    (19, 19, 19),
+    (29, 29, 29),
+)
+# The sweeping bar crosses the width in this many frames (4 s at 60 fps).
+_SWEEP_FRAMES: Final = 240
+MIN_PATTERN_SIZE: Final = (STAMP_PIXELS * 4, 16)
+
+
+class TestPattern:
+    """A moving test pattern, cheap enough for 60 frames a second at 1920x1080 on one core.
+
+    The colour bars are drawn once. Each frame then only repairs the two places that moved
+    since the last one -- a bar sweeping left to right and a box bouncing off the edges, with
+    the frame number in it -- by pasting the background back over the old places and the
+    moving parts over the new ones: a few hundred kilobytes touched per frame instead of the
+    8 MB of the whole image. Last come the stamps (:func:`tkshm.stamp.stamp`), first row and
+    last row, so that a reader can tell a whole frame from a torn one and measure latency.
+    """
+
+    __test__ = False  # not a pytest test class, whatever its name says
+
+    def __init__(self, width: int, height: int) -> None:
+        self.size = (width, height)
+        self._background = _colour_bars(width, height)
+        self._image = self._background.copy()
+        self._bar_width = max(2, width // 64)
+        self._box_side = max(8, min(width, height) // 6)
+        self._bar = Image.new("RGBA", (self._bar_width, height), (255, 255, 255, 255))
+        self._font = ImageFont.load_default(size=max(8, self._box_side // 4))
+        self._dirty: list[tuple[int, int, int, int]] = []
+
+    def frame(self, frame_number: int, time_ns: Callable[[], int] = time.time_ns) -> Image.Image:
+        """Frame ``frame_number``, stamped with ``time_ns()`` as it is returned. The image is
+        the pattern's own, changed again by the next call: publish (copy) it before that."""
+        image = self._image
+        for box in self._dirty:
+            image.paste(self._background.crop(box), box[:2])
+        width, height = self.size
+        bar_x = frame_number * max(1, width // _SWEEP_FRAMES) % max(1, width - self._bar_width)
+        image.paste(self._bar, (bar_x, 0))
+        box_x, box_y = (
+            _bounce(frame_number * 5, width - self._box_side),
+            _bounce(frame_number * 3, height - self._box_side),
+        )
+        box = (box_x, box_y, box_x + self._box_side, box_y + self._box_side)
+        draw = ImageDraw.Draw(image)
+        draw.rectangle(box, fill=(255, 255, 255, 255), outline=(0, 0, 0, 255))
+        draw.text((box_x + 4, box_y + 4), str(frame_number), fill=(0, 0, 0, 255), font=self._font)
+        self._dirty = [(bar_x, 0, bar_x + self._bar_width, height), (*box[:2], box[2] + 1, box[3] + 1)]
+        stamp(image, frame_number, time_ns())
+        return image
+
+    def frames(self, fps: float) -> Iterator[TimedFrame]:
+        """Endless timed frames at ``fps``; each is drawn only if it is not dropped."""
+        for number in itertools.count():
+            yield TimedFrame(1.0 / fps, functools.partial(self.frame, number))
+
+
+def _bounce(travel: int, span: int) -> int:
+    """Where a point moving ``travel`` pixels back and forth between 0 and ``span`` is."""
+    if span <= 0:
+        return 0
+    offset = travel % (2 * span)
+    return offset if offset <= span else 2 * span - offset
+
+
+def _colour_bars(width: int, height: int) -> Image.Image:
+    image = Image.new("RGBA", (width, height))
+    draw = ImageDraw.Draw(image)
+    bands = (
+        (0, height * 2 // 3, _BARS),
+        (height * 2 // 3, height * 3 // 4, _STRIP),
+        (height * 3 // 4, height, _BOTTOM),
+    )
+    for top, bottom, colours in bands:
+        for index, colour in enumerate(colours):
+            left, right = width * index // len(colours), width * (index + 1) // len(colours)
+            if right > left and bottom > top:
+                draw.rectangle((left, top, right - 1, bottom - 1), fill=(*colour, 255))
+    return image
+
+
+def pattern_size_problem(width: int, height: int) -> str | None:
+    """Why the pattern cannot be this size (a sentence), or None if it can."""
+    low_w, low_h = MIN_PATTERN_SIZE
+    if width < low_w or height < low_h:
+        return f"the test pattern is at least {low_w}x{low_h} pixels (its stamps need the room)"
+    if width * height > MAX_PIXELS:
+        return f"{width}x{height} is more than the {MAX_PIXELS:,} pixels a segment holds"
+    return None
+
+
+# -- the segment, as a stream sees it ---------------------------------------------------------
+class Publisher:
+    """Publishes frames under a key; creates the segment at the first frame, sized for it.
+
+    Creating it only then means a file that fails to decode never leaves a segment behind.
+    """
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.segment: ipc.Segment | None = None
+        self.first: ipc.SegmentInfo | None = None
+
+    def publish(self, image: Image.Image) -> ipc.SegmentInfo:
+        if self.segment is None:
+            self.segment = ipc.Segment.create(self.key, image.width * image.height * BYTES_PER_PIXEL)
+        info = self.segment.write_image(image)
+        self.first = self.first or info
+        return info
+
+    def close(self) -> None:
+        """Detach (the segment goes if we were its last holder); idempotent."""
+        if self.segment is not None:
+            self.segment.detach()
+
+
+@dataclass(frozen=True)
+class Received:
+    """A frame a :class:`Follower` read: its pixels, generation and publish time."""
+
+    image: Image.Image  # the follower's own buffer: valid until its next read
+    generation: int
+    write_time_ns: int
+
+
+# The live-frames API (Segment.wait_for_change, read_image(into=), last_frame,
+# publisher_alive), where this tkshm has it; else the generation is polled and the header
+# read under the same lock as the pixels. This is the one place that knows the difference.
+_LIVE_FRAMES: Final = hasattr(ipc.Segment, "wait_for_change")
+
+
+class Follower:
+    """Attached to a key, waiting for each new frame and reading it."""
+
+    # How often to look at the generation while waiting for a new one (without wait_for_change).
+    POLL_S: Final = 0.001
+
+    def __init__(self, key: str) -> None:
+        self.segment = ipc.Segment.attach(key)
+        self._buffer: Image.Image | None = None
+
+    def generation(self) -> int:
+        """The newest generation, looked at without the lock."""
+        return self.segment.peek_generation()
+
+    def wait_for_change(self, after_generation: int, timeout: float) -> int:
+        """Wait until the generation is newer than ``after_generation`` or ``timeout`` passes;
+        return the generation then (not newer: the timeout passed)."""
+        if _LIVE_FRAMES:
+            return int(self.segment.wait_for_change(after_generation, timeout))  # type: ignore[attr-defined]
+        end = time.monotonic() + timeout
+        while (generation := self.segment.peek_generation()) <= after_generation:
+            left = end - time.monotonic()
+            if left <= 0:
+                break
+            time.sleep(min(self.POLL_S, left))
+        return generation
+
+    def read(self) -> Received:
+        """Copy the newest frame out, with the generation and write time it was published with."""
+        if _LIVE_FRAMES:
+            # Into the same buffer each time: a stream of 8 MB frames would otherwise be a
+            # stream of 8 MB allocations. A frame of another size gets a buffer of its own.
+            try:
+                image = self.segment.read_image(into=self._buffer)  # type: ignore[call-arg]
+            except ImageError:
+                image = self.segment.read_image()
+            self._buffer = image
+            frame = self.segment.last_frame  # type: ignore[attr-defined]
+            return Received(image, frame.generation, frame.write_time_ns)
+        # One shared lock around both, so the header read describes the very pixels copied.
+        with self.segment.lock(exclusive=False):
+            image = self.segment.read_image()
+            info = self.segment.info()
+        return Received(image, info.generation, info.write_time_ns)
+
+    def publisher_alive(self) -> bool | None:
+        """Whether the process that published the newest frame still runs (None: unknown)."""
+        if _LIVE_FRAMES:
+            return bool(self.segment.publisher_alive())  # type: ignore[attr-defined]
+        return None
+
+    def close(self) -> None:
+        self.segment.detach()
