@@ -309,7 +309,7 @@ class Run:
             writer.expect("ready", STARTUP_S)
             readers: list[Child] = []
             for index in range(case.readers):
-                child = GstChild(f"reader {index}", self.gst, "reader", options)
+                child: Child = GstChild(f"reader {index}", self.gst, "reader", options)
                 self.children.append(child)
                 readers.append(child)
             for child in readers:
@@ -561,8 +561,8 @@ def format_targets(cases: list[Case]) -> str:
         for method in ("tkshm", "view"):
             case = find(cases, size, readers, method, "stop")
             rates = case.stop_rates() if case else None
-            if rates:
-                ok = rates[1] >= KEEP_STOPPED * rates[0] and rates[1] >= KEEP_WRITER * case.rate  # type: ignore[union-attr]
+            if case is not None and rates is not None:
+                ok = rates[1] >= KEEP_STOPPED * rates[0] and rates[1] >= KEEP_WRITER * case.rate
                 lines.append(
                     f"  {_verdict(ok)} {size} {readers} reader(s), one stopped: {METHODS[method]} writer "
                     f"{rates[1]:.1f} fps meanwhile vs {rates[0]:.1f} otherwise (unchanged: within "
@@ -679,9 +679,6 @@ def main(argv: list[str] | None = None) -> int:
     print(header)
     print(f"tkshm side: {TkshmFrames.describe()}")
     notes: list[str] = []
-    if "view" in methods and not TkshmFrames.has_view:
-        methods.remove("view")
-        notes.append("view(): skipped: this tkshm has no Segment.view()")
     gst = gst_python() if "gst" in methods else None
     if "gst" in methods and gst is None:
         methods.remove("gst")

@@ -29,52 +29,33 @@ from tkshm.errors import TkshmError
 
 from stream_frames import END, STAMP, ReaderTally, Usage, make_frame, read_stamps, stamp, stamp_rows
 
-POLL_S: Final = 0.0005  # the poll interval of the pre-live-frames fallback of wait_for_change
 WAIT_S: Final = 0.1  # how long a reader waits for a frame before it checks its deadline
 GRACE_S: Final = 3.0  # how long after the run's end a reader keeps waiting for the end frame
 READER_BLOCKS: Final = 24  # Pillow's block cache (16 MB each), as in the one-shot benchmark
 
 
-# -- the one place that knows which tkshm API is there ------------------------------------
+# -- the one place that speaks tkshm's live-frames API ------------------------------------
 class TkshmFrames:
-    """tkshm's live-frames calls, or what they were built on before ``wait_for_change``,
-    ``read_image(into=...)`` and ``view()`` existed.
+    """What the tkshm readers call: ``wait_for_change`` (woken by the segment's datagram
+    socket, no polling), ``read_image(into=...)`` (fills the reader's own image in place) and
+    ``view()`` (no copy)."""
 
-    With the live-frames API: ``wait_for_change`` blocks on the segment's wake-up, ``read_image``
-    fills the reader's own image in place and ``view`` copies nothing. Without it: polling
-    ``peek_generation`` every half millisecond (with a deadline) and a new image per read.
-    """
+    @staticmethod
+    def describe() -> str:
+        return "tkshm live-frames API (wait_for_change, read_image(into=), view())"
 
-    live: Final = hasattr(ipc.Segment, "wait_for_change")
-    has_view: Final = hasattr(ipc.Segment, "view")
+    @staticmethod
+    def wait(segment: ipc.Segment, after: int, timeout: float) -> int:
+        return segment.wait_for_change(after, timeout=timeout)
 
-    @classmethod
-    def describe(cls) -> str:
-        if cls.live:
-            return "tkshm live-frames API (wait_for_change, read_image(into=), view())"
-        return "tkshm without the live-frames API: peek_generation polled every 0.5 ms, read_image()"
+    @staticmethod
+    def read_into(segment: ipc.Segment, target: Image.Image) -> Image.Image:
+        return segment.read_image(into=target)
 
-    @classmethod
-    def wait(cls, segment: ipc.Segment, after: int, timeout: float) -> int:
-        if cls.live:
-            return int(segment.wait_for_change(after, timeout=timeout))  # type: ignore[attr-defined]
-        deadline = time.perf_counter() + timeout
-        while True:
-            generation = segment.peek_generation()
-            if generation > after or time.perf_counter() >= deadline:
-                return generation
-            time.sleep(POLL_S)
-
-    @classmethod
-    def read_into(cls, segment: ipc.Segment, target: Image.Image) -> Image.Image:
-        if cls.live:
-            return segment.read_image(into=target)  # type: ignore[call-arg]
-        return segment.read_image()
-
-    @classmethod
+    @staticmethod
     @contextmanager
-    def view(cls, segment: ipc.Segment) -> Iterator[Image.Image]:
-        with segment.view() as image:  # type: ignore[attr-defined]
+    def view(segment: ipc.Segment) -> Iterator[Image.Image]:
+        with segment.view() as image:
             yield image
 
 
@@ -118,10 +99,11 @@ class SharedMemoryPublisher(Publisher):
         self.block = shared_memory.SharedMemory(name, create=True, size=len(frame))
         self.frame = frame
         self.queues = queues
-        self.number = 0
 
     def publish(self) -> None:
-        self.block.buf[: len(self.frame)] = self.frame
+        buffer = self.block.buf
+        assert buffer is not None
+        buffer[: len(self.frame)] = self.frame
         for notify in self.queues:
             notify.put(True)
 
@@ -268,7 +250,9 @@ def reader_main(
                 with contextlib.suppress(queue.Empty):
                     while True:  # skip to the newest notice: the block holds one frame
                         notify.get_nowait()
-                target[:] = block.buf[:nbytes]
+                shared = block.buf
+                assert shared is not None
+                target[:] = shared[:nbytes]
                 got = time.perf_counter_ns()
                 stamps = read_stamps(target, width, height)
             else:
@@ -291,6 +275,6 @@ def reader_main(
 
 
 def _generation_of(segment: ipc.Segment, fallback: int) -> int:
-    """The generation of the frame just read (from ``last_frame`` when tkshm has it)."""
-    info = getattr(segment, "last_frame", None)
-    return int(info.generation) if info is not None else fallback
+    """The generation of the frame just read (``last_frame``, set by every read and view)."""
+    info = segment.last_frame
+    return info.generation if info is not None else fallback
