@@ -19,7 +19,7 @@ import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from multiprocessing import resource_tracker, shared_memory
+from multiprocessing import shared_memory
 from multiprocessing.connection import Connection
 from typing import Any, Final
 
@@ -207,10 +207,9 @@ def reader_main(
     if method in ("tkshm", "view"):
         segment = ipc.Segment.attach(where["key"])
     elif method == "shm":
+        # Attaching registers the block with the resource tracker too; every child of this run
+        # shares the parent's tracker, and the writer's unlink() unregisters it for all.
         block = shared_memory.SharedMemory(where["name"])
-        # Attaching registers the block with the resource tracker, which would unlink it
-        # when this reader exits (Python < 3.13): the writer owns it.
-        resource_tracker.unregister(block._name, "shared_memory")  # type: ignore[attr-defined]
     elif method == "pipe":
         connection = where["connections"][index]
     else:
