@@ -29,7 +29,6 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 
 from PIL import Image
-
 from tkshm import ipc
 
 SIZES = {"1080p": (1920, 1080), "4K": (3840, 2160)}

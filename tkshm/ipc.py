@@ -62,6 +62,7 @@ Errors all derive from :class:`TkshmError`; see :mod:`tkshm.errors` for the tree
 from __future__ import annotations
 
 import atexit
+import contextlib
 import hashlib
 import os
 import re
@@ -547,6 +548,12 @@ class Segment:
     def peek_generation(self) -> int:
         """Read the generation counter without locking: a cheap "has anything changed?" for
         followers to poll. A torn read only causes one extra, properly locked, read."""
+        if not _backend.SLOT_LOCKS:
+            # Windows: another process may have grown the segment into a successor mapping;
+            # the directory says which (a CRC-checked record, read without the lock).
+            with self._thread_lock, contextlib.suppress(SegmentNotFoundError):
+                if self._pinned is None and self._held is None:  # (never under a held frame)
+                    self._file.remap()
         return int(_GENERATION.unpack_from(self._mapping(), GENERATION_OFFSET)[0])
 
     def info(self, timeout: float = DEFAULT_TIMEOUT) -> SegmentInfo:
