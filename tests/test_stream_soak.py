@@ -121,6 +121,7 @@ def test_stream_soak_writers_and_readers_killed_at_random_never_a_torn_frame(
     record_property("tkshm_soak", figures)
     assert totals["torn"] == 0, figures
     assert set(errors) <= ALLOWED_ERRORS, figures
-    assert frames >= min(wanted, 1000), figures  # it really streamed
+    # It really streamed (under Wine a restarted writer takes a second or two to start).
+    assert frames >= min(wanted, 100 if sys.platform == "win32" else 1000), figures
     assert totals["reads"] > 0, figures
     assert files_for(key) == []
