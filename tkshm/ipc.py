@@ -606,10 +606,10 @@ class Segment:
                     self._release(slot.index)  # before the header names it: readers find it free
             mapping = self._mapping()
             mapping[:RECORD_SIZE] = header.pack()
+            self._file.notify(header.generation)  # first: a waiting reader's latency starts here
             self.last_stats = CopyStats(self._lock_wait, _TIMER() - started, nbytes)
             self.last_frame = FrameInfo.of(slot)
             self._trace_copy("into", header)
-            self._file.notify(header.generation)
         return _info_from_header(header, self.key, self.name, self.path, True)
 
     def _fill(self, old: Header | None, slot: Slot, rgba: Image.Image, in_place: bool) -> tuple[Header, Slot]:
@@ -869,19 +869,20 @@ class Segment:
         """
         deadline = None if timeout is None else _TIMER() + timeout
         waiter = self._wake_socket()  # registered before we look, so no publish is missed
+        woken = False
         while True:
             generation = self.peek_generation()
             if generation > after_generation:
-                return generation
+                return generation  # a wake-up left unread is drained by the next wait
+            if woken:  # woken for an older frame (or before we looked): drain, then sleep again
+                waiter.drain()
             left = None if deadline is None else deadline - _TIMER()
             if left is not None and left <= 0:
                 return generation
             if waiter is None:
                 time.sleep(POLL_INTERVAL if left is None else min(POLL_INTERVAL, left))
                 continue
-            readable, _, _ = select.select([waiter], [], [], left)
-            if readable:
-                waiter.drain()
+            woken = bool(select.select([waiter], [], [], left)[0])
 
 
 @contextmanager
