@@ -8,7 +8,11 @@
 * **into**: a one-shot ``ipc.read_image(key, into=image)`` (attach, lock, copy, detach)
   against the floor: open the segment's file, ``mmap`` it, copy into memory already paged
   in, close (POSIX);
-* **view**: opening ``Segment.view()`` against one copy of the frame on a kept handle.
+* **view**: opening ``Segment.view()`` against one copy of the frame on a kept handle;
+* **writer**: ``write_image`` of 1080p and 4K frames with two readers copying every frame,
+  one reader stopped (SIGSTOP) while it holds a frame and one stopped while it holds a
+  ``view()`` (POSIX): wall time and the writer's own CPU time per publish (``thread_time``,
+  which leaves out the time the kernel kept it waiting for a CPU), against a memcpy.
 
     python benchmarks/frames.py [--samples 2000] [--idle 5]
 
@@ -87,6 +91,91 @@ def bench_wake(samples: int, idle_s: float) -> None:
     print(f"publish to reader woken ({how}): p50 {p50:.3f} ms, p99 {p99:.3f} ms over {len(latencies)} frames")
 
 
+def _copying_reader(key: str, out: Connection) -> None:
+    with ipc.Segment.attach(key) as segment:
+        generation = segment.peek_generation()
+        target: Image.Image | None = None
+        out.send("ready")
+        while not out.poll():
+            generation = segment.wait_for_change(generation, timeout=0.5)
+            try:
+                target = segment.read_image(into=target) if target is not None else segment.read_image()
+            except ipc.TkshmError:
+                continue
+
+
+def _holder(key: str, view: bool, out: Connection) -> None:
+    with ipc.Segment.attach(key) as segment, segment.view() if view else segment.lock(exclusive=False):
+        out.send("holding")
+        out.recv()  # stopped here by the parent; told to go on after SIGCONT
+
+
+def bench_writer(label: str, size: tuple[int, int], frames: int) -> None:
+    import signal
+
+    key = f"bench-writer-{label}-{os.getpid()}"
+    nbytes = size[0] * size[1] * 4
+    images = [Image.new("RGBA", size, colour) for colour in ("red", "green", "blue")]
+    spawn = mp.get_context("spawn")
+    with ipc.publish(images[0], key=key) as writer:
+        pipes, procs = [], []
+        for target, args in [
+            (_copying_reader, ()),
+            (_copying_reader, ()),
+            (_holder, (False,)),
+            (_holder, (True,)),
+        ]:
+            parent, child = mp.Pipe()
+            proc = spawn.Process(target=target, args=(key, *args, child))
+            proc.start()
+            parent.recv()
+            pipes.append(parent)
+            procs.append(proc)
+            writer.write_image(images[len(procs) % 3])  # each holder holds a frame of its own
+        for proc in procs[2:]:
+            os.kill(proc.pid, signal.SIGSTOP)
+        walls, cpus = [], []
+        try:
+            for index in range(30):  # untimed: the first frames add slots (the file grows)
+                writer.write_image(images[index % 3])
+            for index in range(frames):
+                wall, cpu = time.perf_counter(), time.thread_time()
+                writer.write_image(images[index % 3])
+                cpus.append(time.thread_time() - cpu)
+                walls.append(time.perf_counter() - wall)
+        finally:
+            for proc in procs[2:]:
+                os.kill(proc.pid, signal.SIGCONT)
+            for pipe in pipes:
+                pipe.send("stop")
+            for proc in procs:
+                proc.join(10)
+    # One copy of a frame as the writer makes it: from one of three images into one of four
+    # buffers in turn (the ring's slots), so that it is not a copy between two cached buffers.
+    sources = [bytearray(nbytes) for _ in range(3)]
+    targets = [bytearray(nbytes) for _ in range(4)]
+    turn = iter(range(10**9))
+
+    def one_copy() -> None:
+        index = next(turn)
+        targets[index % 4][:] = sources[index % 3]
+
+    copy = _median_ms(one_copy, repeat=60)
+    walls.sort()
+    cpus.sort()
+
+    def p(values: list[float], q: float) -> float:
+        return values[min(len(values) - 1, int(len(values) * q))] * 1000
+
+    print(
+        f"{label} writer, 2 readers copying, 1 stopped holding a frame, 1 stopped in a view: "
+        f"own time p50 {p(cpus, 0.5):.2f} ms, p99 {p(cpus, 0.99):.2f} ms (2 copies + 1 ms = "
+        f"{2 * copy + 1:.2f} ms, one copy {copy:.2f} ms); "
+        f"wall p50 {p(walls, 0.5):.2f} ms, p99 {p(walls, 0.99):.2f} ms, "
+        f"longest {walls[-1] * 1000:.1f} ms over {frames} frames"
+    )
+
+
 def _median_ms(run: Callable[[], object], repeat: int = 25) -> float:
     times = []
     for _ in range(repeat + 2):
@@ -129,6 +218,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--samples", type=int, default=2000)
     parser.add_argument("--idle", type=float, default=5.0)
+    parser.add_argument("--frames", type=int, default=300)
     args = parser.parse_args()
     cpu = platform.processor() or platform.machine()
     when = time.strftime("%Y-%m-%d %H:%M")
@@ -136,6 +226,9 @@ def main() -> int:
     bench_wake(args.samples, args.idle)
     for label, size in SIZES.items():
         bench_copies(label, size)
+    if sys.platform != "win32":  # SIGSTOP; and on Windows a held frame makes the writer wait
+        for label, size in SIZES.items():
+            bench_writer(label, size, args.frames)
     return 0
 
 
