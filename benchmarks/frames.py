@@ -87,7 +87,7 @@ def bench_wake(samples: int, idle_s: float) -> None:
         latencies = sorted(parent.recv())
         reader.join()
     p50, p99 = latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.99)]
-    how = "polling every 2 ms" if sys.platform == "win32" else "woken by a datagram"
+    how = "polling, every 2 to 20 ms" if sys.platform == "win32" else "woken by a datagram"
     print(f"publish to reader woken ({how}): p50 {p50:.3f} ms, p99 {p99:.3f} ms over {len(latencies)} frames")
 
 
