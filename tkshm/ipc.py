@@ -552,6 +552,7 @@ class Segment:
     def peek_generation(self) -> int:
         """Read the generation counter without locking: a cheap "has anything changed?" for
         followers to poll. A torn read only causes one extra, properly locked, read."""
+        self._mapping()  # detached: say so
         if not _backend.SLOT_LOCKS:
             # Windows: another process may have grown the segment into a successor mapping;
             # the directory says which (a CRC-checked record, read without the lock).
