@@ -423,11 +423,12 @@ def _play(args: argparse.Namespace) -> int:
     def publish(image: Image.Image) -> None:
         info = publisher.publish(image)
         if info is publisher.first:
-            print(
+            # One write (the demo's windows may share this output): see Dialog._event.
+            sys.stdout.write(
                 f"Playing {what} under key {_printable(repr(args.key))}, from generation "
-                f"{info.generation}. Press Ctrl+C to stop.",
-                flush=True,
+                f"{info.generation}. Press Ctrl+C to stop.\n"
             )
+            sys.stdout.flush()
 
     # As for put: the segment is detached inside the stop_requests block (see _put).
     with stop_requests() as stop:

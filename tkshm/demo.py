@@ -162,7 +162,9 @@ def run_demo(
     for role, where in zip(ROLES, side_by_side(screen), strict=True):
         follows = {**os.environ, "TKSHM_FOLLOW": "1"} if players and role == "display" else None
         windows.append(subprocess.Popen([*command, "--role", role, "--geometry", where], env=follows))
-    print(introduction(key, (windows[0].pid, windows[1].pid), lang, player), flush=True)
+    # One write: the windows print to the same standard output meanwhile.
+    sys.stdout.write(introduction(key, (windows[0].pid, windows[1].pid), lang, player) + "\n")
+    sys.stdout.flush()
     for window in windows:
         _wait(window, deadline)
     stopped = set()
@@ -183,7 +185,7 @@ def run_demo(
         if window.returncode < 0 and window.returncode not in (-signal.SIGINT, -signal.SIGTERM):
             # Killing a window is one of the lessons (exercise 1 of the tour), not a failure.
             name = signal.Signals(-window.returncode).name
-            print(f"The window of process {window.pid} was killed ({name}).")
+            sys.stdout.write(f"The window of process {window.pid} was killed ({name}).\n")
         elif window.returncode > 0:
             print(f"tkshm: The window of process {window.pid} ended with an error.", file=sys.stderr)
             status = 1

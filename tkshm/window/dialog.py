@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 import time
 import tkinter as tk
 from collections.abc import Callable
@@ -399,8 +400,11 @@ class Dialog:
         self.status.configure(text=text)
 
     def _event(self, line: str) -> None:
-        if self.events:
-            print(line, flush=True)
+        if self.events and sys.stdout is not None:  # (None in a windowed program on Windows)
+            # One write for the line and its newline: both demo windows share the demo's
+            # standard output, and under PYTHONUNBUFFERED print() writes them apart.
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
 
     def controls(self) -> dict[str, tk.Misc]:
         """Every control a user needs to see, by name."""
