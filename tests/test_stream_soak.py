@@ -33,8 +33,10 @@ from tkshm import ipc
 HERE = os.path.dirname(os.path.abspath(__file__))
 READERS = 3
 # A killed writer may leave the newest frame half-written while it wrote in place (a still,
-# before any reader missed a lease): readers then say so, until the next writer's frame.
-ALLOWED_ERRORS = frozenset({"IncompleteImageError"})
+# before any reader missed a lease), or -- killed in the microsecond it rewrites the 76-byte
+# header -- a header that fails its checksum: readers say so, in a sentence, until the next
+# writer's frame. Neither is a torn frame: no pixels are read from either.
+ALLOWED_ERRORS = frozenset({"IncompleteImageError", "CorruptSegmentError"})
 
 
 class Child:
