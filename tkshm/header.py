@@ -22,6 +22,8 @@ offset   size  field            meaning
 60       4     slot             the frame slot that holds the newest frame (``tkshm.frames``)
 64       8     write_time_ns    when the write finished (``time.time_ns()``)
 72       4     crc32            CRC-32 of bytes 0..71
+128      2+n   key              length (u16) and UTF-8 bytes of the key, for ``tkshm list``
+                                (never trusted: the name is derived from the key, not this)
 =======  ====  ===============  ========================================================
 """
 
@@ -47,6 +49,8 @@ BYTES_PER_PIXEL: Final = 4
 _FIELDS: Final = struct.Struct("<8sHHIQIIIIQQIIQ")
 _CRC: Final = struct.Struct("<I")
 RECORD_SIZE: Final = _FIELDS.size + _CRC.size  # 76 bytes
+KEY_OFFSET: Final = 128
+_KEY_LENGTH: Final = struct.Struct("<H")
 # The generation counter sits at a fixed, 8-byte-aligned offset so followers can poll it cheaply.
 GENERATION_OFFSET: Final = 16
 
@@ -145,3 +149,18 @@ class Header:
             State(state), generation, width, height, capacity, writer_pid, write_time_ns,
             pixel_format, slot,
         )  # fmt: skip
+
+
+def write_key(mapping: object, key: str) -> None:
+    """Store the key in the header page, so that a listing can say whose segment it is."""
+    raw = key.encode("utf-8", "surrogatepass")
+    mapping[KEY_OFFSET : KEY_OFFSET + 2 + len(raw)] = _KEY_LENGTH.pack(len(raw)) + raw  # type: ignore[index]
+
+
+def read_key(page: bytes) -> str | None:
+    """The key a header page says it belongs to, or None if it holds none (or a bad one)."""
+    if len(page) < KEY_OFFSET + 2:
+        return None
+    (length,) = _KEY_LENGTH.unpack_from(page, KEY_OFFSET)
+    data = page[KEY_OFFSET + 2 : KEY_OFFSET + 2 + length]
+    return data.decode("utf-8", "replace") if 0 < length == len(data) else None

@@ -1,0 +1,478 @@
+"""The ring of frame slots: the locks that keep readers and writers apart, and which slot
+each of them uses.
+
+:mod:`tkshm.frames` says what a slot record *is* (its bytes in the header page); this module
+says how processes *share* the slots. It knows nothing of Pillow: it hands out slot records
+(an offset and a size in the mapping), and :mod:`tkshm.ipc` copies the pixels.
+
+Two objects, one job each:
+
+* :class:`Leases` holds this process's locks on one attached segment: the *data lock*
+  (writers take turns under it, exclusively) and a *lease* per frame slot (a reader holds the
+  newest slot's lease, shared, while it copies). Both are advisory file locks the kernel drops
+  when their holder dies. It also finds the newest frame for a reader and pins it.
+* :class:`Ring` is the writer's policy: a still nobody reads goes in place into slot 0 (Qt's
+  one buffer under one lock); while readers read, each frame goes into a slot nobody holds,
+  and only then does the header name it.
+
+A backend plugs in with its mapping and its lock-per-slot (:class:`Backing`) and the way it
+takes a lock (:class:`Locking`). Where a backend has no lock per slot (Windows, for now), the
+shared data lock is the one lease: one frame under a readers-writer lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from typing import Any, Final, Protocol
+
+from . import _locking, frames, trace
+from .errors import (
+    CorruptSegmentError,
+    IncompleteImageError,
+    LockTimeoutError,
+    SegmentNotFoundError,
+    TkshmError,
+)
+from .frames import Slot
+from .header import (
+    BYTES_PER_PIXEL,
+    GENERATION_OFFSET,
+    HEADER_SIZE,
+    MAX_SLOTS,
+    RECORD_SIZE,
+    Header,
+    State,
+    write_key,
+)
+
+# A header caught while the writer rewrites it fails its checksum; it is read again this often.
+_TORN_RETRIES: Final = 20
+_GENERATION: Final = struct.Struct("<Q")
+_TIMER: Final = time.perf_counter
+# Pinned: the header and slot of the frame a reader holds (the slot is None while empty).
+Pinned = tuple[Header, Slot | None]
+# Copies a frame's pixels to the offset its slot starts at (``tkshm.pixels`` does it).
+Fill = Callable[[int], None]
+
+
+class Backing(Protocol):
+    """What the ring needs of a backend's attached segment (``tkshm._posix``, ``_windows``)."""
+
+    map: Any  # the mapping (``mmap.mmap``), None once detached
+    lock_fd: int  # the data lock's file
+
+    def slot_lock_fd(self, index: int) -> int: ...
+
+    def remap(self, exclusive: bool = False) -> None: ...
+
+    def grow(self, size: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class Locking:
+    """How a backend takes its advisory locks: ``flock`` on POSIX, ``LockFileEx`` on Windows."""
+
+    try_lock: Callable[[int, bool], bool]  # (fd, exclusive) -> taken, never waiting
+    unlock: Callable[[int], None]
+    per_slot: bool  # a lock per frame slot; else the shared data lock is the readers' lease
+
+
+def _busy(key: str) -> TkshmError:
+    return TkshmError(f"Segment {key!r} is locked for reading here; release that lock before writing.")
+
+
+class Leases:
+    """The locks this process holds on one attached segment, and the frame a reader pins.
+
+    The file locks are per open file, so they cannot keep two threads of this process apart;
+    ``thread_lock`` does (a window's worker thread and its follow timer, say).
+    """
+
+    def __init__(self, key: str, file: Backing, locking: Locking, thread_lock: threading.RLock) -> None:
+        self.key = key
+        self.file = file
+        self.locking = locking
+        self.thread_lock = thread_lock
+        self.held: str | None = None  # "shared" or "exclusive" while we hold the data lock
+        self.pinned: Pinned | None = None  # the frame a reader holds
+        self.all_leased = False  # True while lock(exclusive=True) holds every slot
+        self.lock_wait = 0.0  # how long the last lock or lease took
+        self.attempts = 1  # how many tries the last lease took (1: it was free at once)
+
+    def mapping(self) -> Any:
+        if self.file.map is None:
+            raise TkshmError(f"Segment {self.key!r} is detached; attach to it again.")
+        return self.file.map
+
+    # -- the data lock -------------------------------------------------------------------
+    @contextmanager
+    def lock(self, exclusive: bool, timeout: float) -> Iterator[None]:
+        """``Segment.lock``: shared, the newest frame pinned; exclusive, the data lock and
+        every slot, which waits for the readers that are copying."""
+        with self.thread_lock:
+            if self.held is not None or self.pinned is not None:
+                # Nested inside our own lock (e.g. read_image in a ``with lock()`` block).
+                # A second flock on the same open file would *convert* the lock, and its
+                # unlock would end the outer block's protection too; so reuse what we hold.
+                if exclusive and self.held != "exclusive":
+                    raise _busy(self.key)
+                yield
+                return
+            if not exclusive:
+                with self.frame(timeout):
+                    yield
+                return
+            with self.writing(timeout):
+                leased = self._lease_all(timeout)
+                self.all_leased = True
+                try:
+                    yield
+                finally:
+                    self.all_leased = False
+                    for index in leased:
+                        self.release(index)
+
+    def _locked(self, exclusive: bool, timeout: float) -> Iterator[None]:
+        self.mapping()
+        kind = "exclusive" if exclusive else "shared"
+        trace.step("lock requested (%s)", kind)
+        fd = self.file.lock_fd
+        waited = _locking.wait_for(lambda: self.locking.try_lock(fd, exclusive), timeout)
+        if waited is None:
+            trace.step("lock not granted after %g s: another process holds it", timeout)
+            raise LockTimeoutError(self.key, timeout)
+        self.lock_wait = waited
+        self.held = kind
+        trace.step("lock granted (%s) after %.2f ms", kind, self.lock_wait * 1000)
+        try:
+            self.file.remap(exclusive)  # another process may have grown the segment
+            yield
+        finally:
+            self.held = None
+            if self.file.lock_fd >= 0:  # detached inside the block: closing it unlocked it
+                self.locking.unlock(self.file.lock_fd)
+            trace.step("unlock (%s)", kind)
+
+    @contextmanager
+    def writing(self, timeout: float) -> Iterator[None]:
+        """The data lock, exclusive: writers take turns under it. Readers never take it
+        where slots have locks of their own, so a reader cannot keep a writer waiting."""
+        with self.thread_lock:
+            if self.held is not None:
+                if self.held != "exclusive":
+                    raise _busy(self.key)
+                yield
+                return
+            if self.pinned is not None:
+                raise _busy(self.key)
+            yield from self._locked(True, timeout)
+
+    # -- leases: a lease is a lock on one slot's file --------------------------------------
+    def try_lease(self, index: int, exclusive: bool) -> bool:
+        return self.locking.try_lock(self.file.slot_lock_fd(index), exclusive)
+
+    def release(self, index: int) -> None:
+        if self.file.map is not None:  # detached inside the block: closing it unlocked it
+            self.locking.unlock(self.file.slot_lock_fd(index))
+
+    def _lease_all(self, timeout: float) -> list[int]:
+        """Every slot, exclusively, waiting for the readers that are copying."""
+        if not self.locking.per_slot:
+            return []  # the exclusive data lock already keeps readers out
+        leased: list[int] = []
+        try:
+            for index in range(MAX_SLOTS):
+                if _locking.wait_for(lambda i=index: self.try_lease(i, True), timeout) is None:  # type: ignore[misc]
+                    raise LockTimeoutError(self.key, timeout)
+                leased.append(index)
+        except BaseException:
+            for index in leased:
+                self.release(index)
+            raise
+        return leased
+
+    # -- the header, read without a lock ---------------------------------------------------
+    def header(self) -> Header:
+        mapping = self.mapping()
+        # Slicing an mmap copies 76 bytes; a memoryview would stay exported inside the
+        # traceback of a CorruptSegmentError and make the mapping impossible to close.
+        return Header.unpack(mapping[:RECORD_SIZE], len(mapping))
+
+    def fresh_header(self, started: float, timeout: float) -> Header:
+        """The header, read without a lock: mapped again if the file grew, and read again if
+        it was caught half-rewritten. A header that fails its checksum while a writer holds
+        the data lock is being written (wait, up to ``timeout``); with no writer, damaged."""
+        misses = 0
+        while True:
+            if self.locking.per_slot:
+                self.file.remap()  # a writer may have grown the file (cheap: one fstat)
+            try:
+                return self.header()
+            except CorruptSegmentError:
+                fd = self.file.lock_fd
+                if self.locking.try_lock(fd, False):  # no writer: damaged, unless it was just now
+                    self.locking.unlock(fd)
+                    misses += 1
+                    if misses >= _TORN_RETRIES:
+                        raise
+                elif _TIMER() - started >= timeout:
+                    trace.step("lock not granted after %g s: a writer is rewriting the header", timeout)
+                    raise LockTimeoutError(self.key, timeout) from None
+            time.sleep(0.0002)
+
+    def peek_generation(self) -> int:
+        """The generation counter, read without a lock (see ``Segment.peek_generation``)."""
+        self.mapping()  # detached: say so
+        if not self.locking.per_slot:
+            # Windows: another process may have grown the segment into a successor mapping;
+            # the directory says which (a CRC-checked record, read without the lock).
+            with self.thread_lock, contextlib.suppress(SegmentNotFoundError):
+                if self.pinned is None and self.held is None:  # (never under a held frame)
+                    self.file.remap()
+        return int(_GENERATION.unpack_from(self.mapping(), GENERATION_OFFSET)[0])
+
+    def slot_of(self, header: Header) -> Slot | None:
+        """The slot record the header names (under its lease), or None for an empty segment."""
+        if header.state is State.EMPTY:
+            return None
+        mapping = self.mapping()
+        slot = frames.read_slot(mapping, header.slot, len(mapping))
+        if not slot.allocated or slot.generation == 0:
+            # A segment written before the slots were filled in: the pixels after the header.
+            return Slot(header.slot, header.state, header.generation, header.width, header.height,
+                        HEADER_SIZE, header.capacity, header.write_time_ns, header.writer_pid)  # fmt: skip
+        return slot
+
+    # -- a reader's hold on the newest frame -----------------------------------------------
+    @contextmanager
+    def frame(self, timeout: float) -> Iterator[Pinned]:
+        """Hold the newest frame for reading: its header and slot, which no write can change
+        until the block ends. The trace calls it the lock, shared: it is the reader's lock."""
+        with self.thread_lock:
+            if self.pinned is not None:
+                yield self.pinned
+                return
+            if self.held is not None or not self.locking.per_slot:
+                # Under our own exclusive lock, or (no slot locks) under the shared data lock.
+                mine = self.held is not None
+                with contextlib.nullcontext() if mine else contextmanager(self._locked)(False, timeout):
+                    self.attempts = 1
+                    header = self.header()
+                    self.pinned = header_slot = header, self.slot_of(header)
+                    try:
+                        yield header_slot
+                    finally:
+                        self.pinned = None
+                return
+            header, slot = self._lease_newest(timeout)
+            self.pinned = (header, slot)
+            try:
+                yield header, slot
+            finally:
+                self.pinned = None
+                self.release(header.slot)
+                trace.step("unlock (shared)")
+
+    def _lease_newest(self, timeout: float) -> Pinned:
+        """Take a shared lease on the slot the header names; follow the header if the writer
+        moved on before we got it. Never takes the data lock, so it never waits for a writer
+        that is writing some other slot."""
+        self.mapping()
+        trace.step("lock requested (shared)")
+        started = _TIMER()
+        pause = 0.0002
+        self.attempts = 0
+        while True:
+            self.attempts += 1
+            header = self.fresh_header(started, timeout)
+            if self.try_lease(header.slot, False):
+                try:
+                    self.file.remap()  # the slot may lie beyond what we had mapped
+                    frames.note_lease(self.mapping())
+                    slot = self.slot_of(header)
+                    if slot is None or slot.state is State.READY or self.header().slot == slot.index:
+                        # Empty, a complete frame, or one its writer left half-written.
+                        self.lock_wait = _TIMER() - started
+                        trace.step("lock granted (shared) after %.2f ms", self.lock_wait * 1000)
+                        return header, slot
+                except BaseException:
+                    self.release(header.slot)
+                    raise
+                self.release(header.slot)  # emptied while we looked: the header names another
+            else:
+                frames.note_lease(self.mapping(), missed=True)  # keep the frames apart from now on
+            waited = _TIMER() - started
+            if waited >= timeout:
+                trace.step("lock not granted after %g s: another process holds it", timeout)
+                raise LockTimeoutError(self.key, timeout)
+            time.sleep(min(pause, timeout - waited))
+            pause = min(pause * 2, 0.005)
+
+
+def complete(key: str, slot: Slot | None) -> Slot:
+    """The pinned frame's slot if it holds a complete image; else the error that says why."""
+    if slot is None:
+        trace.step("header says EMPTY: no image has been written yet")
+        raise SegmentNotFoundError(key)
+    if slot.state is not State.READY:
+        trace.step("header says WRITING: the writer stopped half-way; nothing copied")
+        raise IncompleteImageError(key)
+    return slot
+
+
+class Ring:
+    """The writer's policy: which slot the next frame goes into (data lock held, exclusive)."""
+
+    def __init__(self, leases: Leases) -> None:
+        self.leases = leases
+
+    def write(
+        self, width: int, height: int, deadline: float, timeout: float, fill: Fill
+    ) -> tuple[Header, Slot]:
+        """Write one frame: choose its slot, mark it WRITING, have ``fill`` copy the pixels to
+        the slot's offset, mark it READY and make the header name it. Return both records.
+
+        Written in place (the slot the header names), the header says ``WRITING`` during the
+        copy, so if we die half-way readers see an incomplete image rather than a torn one.
+        """
+        leases = self.leases
+        try:
+            old: Header | None = leases.header()
+        except CorruptSegmentError:
+            old = None  # a damaged or hostile header: this write repairs it
+        slot, leased, in_place = self._choose(old, width * height * BYTES_PER_PIXEL, deadline, timeout)
+        try:
+            header, slot = self._fill(old, slot, (width, height), in_place, fill)
+        finally:
+            if leased:
+                leases.release(slot.index)  # before the header names it: readers find it free
+        leases.mapping()[:RECORD_SIZE] = header.pack()
+        return header, slot
+
+    def _fill(
+        self, old: Header | None, slot: Slot, size: tuple[int, int], in_place: bool, fill: Fill
+    ) -> tuple[Header, Slot]:
+        width, height = size
+        mapping = self.leases.mapping()
+        generation = (old.generation if old is not None else 0) + 1
+        in_place = in_place or old is None or old.state is State.EMPTY
+        slot = replace(slot, state=State.WRITING, generation=generation, width=width,
+                       height=height, write_time_ns=0, writer_pid=os.getpid())  # fmt: skip
+        frames.write_slot(mapping, slot)
+        header = Header(
+            State.WRITING, generation, width, height, len(mapping) - HEADER_SIZE,
+            os.getpid(), time.time_ns(), slot=slot.index,
+        )  # fmt: skip
+        if in_place:
+            mapping[:RECORD_SIZE] = header.pack()
+            trace.step("header says WRITING, generation %d", header.generation)
+        else:
+            assert old is not None
+            trace.step("writing frame slot %d; the header still names slot %d, which readers may be copying",
+                       slot.index, old.slot)  # fmt: skip
+        write_key(mapping, self.leases.key)
+        fill(slot.offset)
+        slot = replace(slot, state=State.READY, write_time_ns=time.time_ns())
+        frames.write_slot(mapping, slot)
+        return replace(header, state=State.READY, write_time_ns=slot.write_time_ns), slot
+
+    def _choose(
+        self, old: Header | None, nbytes: int, deadline: float, timeout: float
+    ) -> tuple[Slot, bool, bool]:
+        """Pick the slot for the next frame and lease it exclusively; return it, whether we
+        took a lease (the exclusive data lock is the lease without slot locks, and under
+        ``lock()``), and whether it is written in place (the header then says ``WRITING``).
+
+        A still nobody reads goes in place into slot 0, as one buffer under one lock. While
+        readers are reading, a frame goes into a slot that is neither the newest nor held by
+        a reader (the oldest such first), a new slot is added if there is none, and only if
+        every slot is held do we wait -- for the first reader to finish its copy.
+        """
+        mapping = self.leases.mapping()
+        if not self.leases.locking.per_slot or self.leases.all_leased:
+            return self._in_place(nbytes), False, True
+        if not frames.keep_apart(mapping, frames.read_table(mapping, len(mapping))):
+            slot = self._compact(nbytes)
+            if slot is not None:
+                return slot, True, True
+        newest = old.slot if old is not None and old.state is not State.EMPTY else None
+        pause = 0.0002
+        while True:
+            slot = self._free_slot(newest, nbytes)
+            if slot is not None:
+                return slot, True, slot.index == newest
+            now = _TIMER()
+            if now >= deadline:
+                trace.step("no frame slot free after %g s: every slot is being read", timeout)
+                raise LockTimeoutError(self.leases.key, timeout)
+            time.sleep(min(pause, deadline - now))
+            pause = min(pause * 2, 0.002)
+
+    def _in_place(self, nbytes: int) -> Slot:
+        """Slot 0 over the whole segment, grown if the image needs more; the other slots are
+        forgotten (call with every slot ours: their readers would see slot 0's pixels)."""
+        if HEADER_SIZE + nbytes > len(self.leases.mapping()):
+            if trace.on():
+                trace.step(
+                    "grow: the image needs %s bytes, the segment holds %s; growing it",
+                    f"{nbytes:,}", f"{len(self.leases.mapping()) - HEADER_SIZE:,}",
+                )  # fmt: skip
+            self.leases.file.grow(HEADER_SIZE + nbytes)
+        mapping = self.leases.mapping()
+        slot = Slot(0, offset=HEADER_SIZE, capacity=len(mapping) - HEADER_SIZE)
+        frames.write_slot(mapping, replace(slot, state=State.WRITING, generation=1))  # never an empty table
+        for index in range(1, MAX_SLOTS):
+            frames.write_slot(mapping, Slot(index))
+        return slot
+
+    def _compact(self, nbytes: int) -> Slot | None:
+        """If no reader holds any slot, go back to one frame in place: lease them all, keep
+        slot 0 and forget the others. None if some reader holds one."""
+        leases = self.leases
+        leased: list[int] = []
+        try:
+            # A reader can hold only slot 0 or a slot in use (it checks the slot after leasing).
+            for slot in frames.read_table(leases.mapping(), len(leases.mapping())):
+                if slot.index == 0 or slot.allocated:
+                    if not leases.try_lease(slot.index, True):
+                        return None
+                    leased.append(slot.index)
+            slot = self._in_place(nbytes)
+            leased.remove(0)
+            return slot
+        finally:
+            for index in leased:
+                leases.release(index)
+
+    def _free_slot(self, newest: int | None, nbytes: int) -> Slot | None:
+        """A slot no reader holds, leased exclusively, with room for ``nbytes``; or None."""
+        mapping = self.leases.mapping()
+        table = frames.read_table(mapping, len(mapping))
+        # The oldest frames first, then unused slots, and the newest frame only as a last resort.
+        order = sorted((s for s in table if s.index != newest), key=lambda s: (not s.allocated, s.generation))
+        for slot in [*order, *(table[newest : newest + 1] if newest is not None else [])]:
+            if not self.leases.try_lease(slot.index, True):
+                continue
+            if slot.capacity >= nbytes:
+                return slot
+            try:
+                return self._allocate(slot.index, nbytes)
+            except BaseException:
+                self.leases.release(slot.index)
+                raise
+        return None
+
+    def _allocate(self, index: int, nbytes: int) -> Slot:
+        """Room for slot ``index`` at the end of the segment, which grows (never shrinks)."""
+        offset = frames.page_round(len(self.leases.mapping()))
+        capacity = frames.page_round(nbytes)
+        trace.step("slot %d: %s bytes at offset %s", index, f"{capacity:,}", f"{offset:,}")
+        self.leases.file.grow(offset + capacity)
+        return Slot(index, offset=offset, capacity=capacity)
