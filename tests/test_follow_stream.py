@@ -11,7 +11,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from commands import Running
@@ -48,6 +48,25 @@ def sources() -> Iterator[list[Source]]:
         source.running.close()
 
 
+StreamFollower = Callable[..., tuple[App, Source]]
+
+
+@pytest.fixture
+def follow_stream(make_app: AppFactory, key: str, sources: list[Source]) -> StreamFollower:
+    """``follow_stream(fps, **window_options)``: a source publishing under the test's key at
+    ``fps``, and a window following it, with the stream's first frame already on screen."""
+
+    def start(fps: float, **options: object) -> tuple[App, Source]:
+        source = Source(key, fps)
+        sources.append(source)
+        app = make_app(**options)
+        app.toggle_follow()
+        pump(app.root, lambda: generation(app) > 0, DEADLINE, "the first frame")
+        return app, source
+
+    return start
+
+
 def text(widget: object) -> str:
     return str(widget.cget("text"))  # type: ignore[attr-defined]
 
@@ -70,11 +89,6 @@ def pane(app: App) -> list[str]:
     return [line.split("] ", 1)[-1] for line in app.trace_pane.content().splitlines()]
 
 
-def follow(app: App) -> None:
-    app.toggle_follow()
-    pump(app.root, lambda: generation(app) > 0, DEADLINE, "the first frame")
-
-
 # -- the figures, without a window -----------------------------------------------------------
 def test_the_meter_counts_rate_skipped_frames_and_latency_and_forgets_a_paused_stream() -> None:
     meter = StreamMeter()
@@ -91,11 +105,9 @@ def test_the_meter_counts_rate_skipped_frames_and_latency_and_forgets_a_paused_s
 
 # -- a stream in the window ------------------------------------------------------------------
 def test_following_a_stream_shows_ever_newer_frames_and_says_rate_skipped_and_latency(
-    make_app: AppFactory, key: str, sources: list[Source]
+    follow_stream: StreamFollower, key: str
 ) -> None:
-    sources.append(Source(key, fps=30))
-    app = make_app()
-    follow(app)
+    app, _ = follow_stream(fps=30)
     first = generation(app)
     pump(app.root, lambda: generation(app) >= first + 20, DEADLINE, "twenty newer frames")
     pump(app.root, lambda: stream_figures(app) is not None, DEADLINE, "the stream's figures")
@@ -111,11 +123,9 @@ def test_following_a_stream_shows_ever_newer_frames_and_says_rate_skipped_and_la
 
 
 def test_a_window_that_cannot_keep_up_skips_to_the_newest_frame_and_counts_what_it_skipped(
-    make_app: AppFactory, key: str, sources: list[Source]
+    follow_stream: StreamFollower,
 ) -> None:
-    sources.append(Source(key, fps=60))
-    app = make_app()
-    follow(app)
+    app, _ = follow_stream(fps=60)
     before, skipped = generation(app), app.follower.meter.skipped
     segment = app.follower.segment
     assert segment is not None
@@ -136,12 +146,9 @@ def test_a_window_that_cannot_keep_up_skips_to_the_newest_frame_and_counts_what_
 
 
 def test_a_killed_publisher_is_reported_within_a_second_and_a_new_one_is_followed(
-    make_app: AppFactory, key: str, sources: list[Source]
+    follow_stream: StreamFollower, key: str, sources: list[Source]
 ) -> None:
-    first = Source(key, fps=30)
-    sources.append(first)
-    app = make_app(show_trace=True)
-    follow(app)
+    app, first = follow_stream(fps=30, show_trace=True)
     pump(app.root, lambda: stream_figures(app) is not None, DEADLINE, "the stream's figures")
     first.running.kill()
     killed = time.monotonic()
@@ -171,11 +178,9 @@ def test_a_killed_publisher_is_reported_within_a_second_and_a_new_one_is_followe
 
 
 def test_a_stream_is_summed_up_in_the_trace_once_a_second_not_traced_frame_by_frame(
-    make_app: AppFactory, key: str, sources: list[Source]
+    follow_stream: StreamFollower,
 ) -> None:
-    sources.append(Source(key, fps=30))
-    app = make_app(show_trace=True)
-    follow(app)
+    app, _ = follow_stream(fps=30, show_trace=True)
     summary = re.compile(
         r"follow: (\d+) frames shown in the last \d\.\d s \(generations \d+ to \d+, \d+ skipped\);"
         r" latency \d+\.\d ms"

@@ -62,7 +62,10 @@ ROLES: Final = ("publish", "display")
 
 class Dialog:
     """The window. One slot per button, as in Qt: :meth:`load_from_file` and
-    :meth:`display_from_shared_memory`; plus :meth:`toggle_follow` and :meth:`toggle_trace`."""
+    :meth:`display_from_shared_memory`; plus :meth:`toggle_follow` and :meth:`toggle_trace`.
+
+    Follow mode itself is a :class:`~.follow.Follower`, which sees this window only as a
+    :class:`~.follow.FollowView`: the methods under "follow mode's view" are there for it."""
 
     def __init__(
         self,
@@ -90,7 +93,7 @@ class Dialog:
         self.started = 0.0  # when the user asked for what is about to be shown
         self._poll_after: str | None = None
         self._icon: tk.PhotoImage | None = None
-        self.follower = Follower(self)
+        self.follower = Follower(self)  # (where mypy checks that this is a FollowView)
         self.zoom = Zoom(root)
         self._build(show_trace)
         # A size of its own from the start: Tk would otherwise size the window to what it
@@ -381,6 +384,8 @@ class Dialog:
         else:
             self.follower.stop()
 
+    # -- follow mode's view: what its Follower calls (see follow.FollowView) ---------------
+    # (It also calls submit, failed and full_ready, which the two slots use too.)
     def follow_detached(self, removed: bool) -> None:
         """Follow mode is off and detached; if this window was the last holder, say so."""
         if removed and not self.closed:
@@ -390,6 +395,57 @@ class Dialog:
                     "so the segment was removed."
                 ).format(key=self.key)
             )
+
+    def show_frame(self, picture: Picture, words: bool) -> None:
+        """A frame in follow mode: on screen at once. Its words (which generation, how many
+        frames a second) change only when ``words`` says, a few times a second."""
+        if self.closed:
+            return
+        if words:
+            self.stream_words(picture, None)
+        self.picture_area.show_frame(picture)
+
+    def stream_words(self, picture: Picture, figures: StreamFigures | None) -> None:
+        """The message and status line of follow mode: a stream's figures, or (for a still
+        image) what its copy cost."""
+        message = self.tr("Following key {key}: showing generation {generation} from shared memory.").format(
+            key=self.key, generation=picture.generation if picture.generation is not None else "?"
+        )
+        size = self._frame_size(picture)
+        if figures is None:
+            status = describe(self.tr, self.key, size, picture.generation, picture.stats, False)
+        else:
+            status = describe_stream(self.tr, self.key, size, picture.generation, figures)
+            self._event(
+                f"FRAME gen={picture.generation} fps={figures.frames_per_second:.1f} "
+                f"skipped={figures.skipped} latency_ms={figures.latency_s * 1000:.1f}"
+            )
+        if str(self.label.cget("text")) != message:
+            self.set_message(message)
+        self.set_status(status)
+
+    def publisher_stopped(self, pid: int | None, generation: int) -> None:
+        """Follow mode: no new frame, and the process that published the last one is gone."""
+        if pid is None:
+            text = self.tr(
+                "Following key {key}: the publisher stopped half-way through a frame. The last "
+                "complete one, generation {generation}, stays on screen until a new one is published."
+            ).format(key=self.key, generation=generation)
+        else:
+            text = self.tr(
+                "Following key {key}: process {pid}, which published generation {generation}, has "
+                "stopped. Its last frame stays on screen until a new one is published."
+            ).format(key=self.key, pid=pid, generation=generation)
+        self.set_message(text)
+        picture = self.picture_area.picture
+        if picture is not None:
+            still = describe(self.tr, self.key, self._frame_size(picture), generation, None, False)
+            self.set_status(still + SEPARATOR + self.tr("publisher stopped"))
+
+    def _frame_size(self, picture: Picture) -> tuple[int, int]:
+        """The size of the frame itself (a preview is the window's size)."""
+        shown = self.follower.shown_size
+        return shown if shown is not None else picture.image.size
 
     # -- what the user sees ----------------------------------------------------------------
     def set_message(self, text: str) -> None:
@@ -496,62 +552,11 @@ class Dialog:
         self.root.update_idletasks()
         self.picture_area.show(picture)
 
-    def show_frame(self, picture: Picture, words: bool) -> None:
-        """A frame in follow mode: on screen at once. Its words (which generation, how many
-        frames a second) change only when ``words`` says, a few times a second."""
-        if self.closed:
-            return
-        if words:
-            self.stream_words(picture, None)
-        self.picture_area.show_frame(picture)
-
-    def stream_words(self, picture: Picture, figures: StreamFigures | None) -> None:
-        """The message and status line of follow mode: a stream's figures, or (for a still
-        image) what its copy cost."""
-        message = self.tr("Following key {key}: showing generation {generation} from shared memory.").format(
-            key=self.key, generation=picture.generation if picture.generation is not None else "?"
-        )
-        size = self._frame_size(picture)
-        if figures is None:
-            status = describe(self.tr, self.key, size, picture.generation, picture.stats, False)
-        else:
-            status = describe_stream(self.tr, self.key, size, picture.generation, figures)
-            self._event(
-                f"FRAME gen={picture.generation} fps={figures.frames_per_second:.1f} "
-                f"skipped={figures.skipped} latency_ms={figures.latency_s * 1000:.1f}"
-            )
-        if str(self.label.cget("text")) != message:
-            self.set_message(message)
-        self.set_status(status)
-
-    def publisher_stopped(self, pid: int | None, generation: int) -> None:
-        """Follow mode: no new frame, and the process that published the last one is gone."""
-        if pid is None:
-            text = self.tr(
-                "Following key {key}: the publisher stopped half-way through a frame. The last "
-                "complete one, generation {generation}, stays on screen until a new one is published."
-            ).format(key=self.key, generation=generation)
-        else:
-            text = self.tr(
-                "Following key {key}: process {pid}, which published generation {generation}, has "
-                "stopped. Its last frame stays on screen until a new one is published."
-            ).format(key=self.key, pid=pid, generation=generation)
-        self.set_message(text)
-        picture = self.picture_area.picture
-        if picture is not None:
-            still = describe(self.tr, self.key, self._frame_size(picture), generation, None, False)
-            self.set_status(still + SEPARATOR + self.tr("publisher stopped"))
-
     def preview_resized(self) -> None:
         """Follow mode shows a preview and the window changed size (or opened only now):
         read the frame again for the new size; a display's full copy is on its way anyway."""
         if self.follower.on:
             self.follower.reread()
-
-    def _frame_size(self, picture: Picture) -> tuple[int, int]:
-        """The size of the frame itself (a preview is the window's size)."""
-        shown = self.follower.shown_size
-        return shown if shown is not None else picture.image.size
 
     def full_ready(self, token: int, picture: Picture) -> None:
         """The full copy of the preview on screen has arrived (unless something newer has)."""

@@ -34,7 +34,7 @@ import tkinter
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol, TypeVar
 
 from PIL import Image
 
@@ -42,10 +42,9 @@ from .. import ipc, trace
 from ..errors import ImageError, IncompleteImageError, SegmentNotFoundError, TkshmError
 from ..images import fit_size
 from .picture import Picture, copy_full
-from .status import StreamMeter
+from .status import StreamFigures, StreamMeter
 
-if TYPE_CHECKING:
-    from .dialog import Dialog
+T = TypeVar("T")
 
 # Where the segment offers no wake-up descriptor (Windows), the generation counter is read
 # this often: a small image is then on screen within about 20 ms of being published.
@@ -64,6 +63,72 @@ QUIET_S: Final = 0.4
 # A big frame is shown sampled down; once no newer one has come for this long, the full
 # frame is copied once and smoothed.
 SETTLE_MS: Final = 200
+
+
+class FollowArea(Protocol):
+    """What follow mode reads of the picture area: the room a frame gets, and a token for
+    the picture on screen."""
+
+    @property
+    def token(self) -> int:
+        """Bumped whenever another picture is shown: a full copy asked for under an older
+        token would put back a frame the stream has moved past."""
+
+    def size(self) -> tuple[int, int]:
+        """The room for a frame: a bigger one is read as a preview of this size."""
+
+
+class FollowView(Protocol):
+    """What follow mode needs of the window it shows in, and no more: the follower decides
+    what to read and when; the view runs its worker jobs and puts on screen what it is told.
+    Kept this narrow so that follow mode can be tested without the window, and the window
+    changed without reading follow mode (mypy checks that the window fits where it makes
+    its follower)."""
+
+    @property
+    def root(self) -> tkinter.Misc:
+        """The Tk root: ``after()`` timers, drawing a frame at once, watching the wake-up socket."""
+
+    @property
+    def key(self) -> str:
+        """The key followed."""
+
+    @property
+    def closed(self) -> bool:
+        """The window is gone: results still on their way are dropped, timers stop."""
+
+    @property
+    def picture_area(self) -> FollowArea:
+        """Its size and token; the frames themselves go through :meth:`show_frame`."""
+
+    def submit(
+        self, work: Callable[[], T], done: Callable[[T], None], failed: Callable[[Exception], None]
+    ) -> None:
+        """Run ``work`` on the view's worker; ``done`` or ``failed`` then runs on the Tk thread.
+        Attaching, reading and detaching go through here, so the Tk thread never waits for
+        another process's lock."""
+
+    def failed(self, error: Exception, waiting: bool = False) -> None:
+        """Say what went wrong; ``waiting``: nothing is published under the key yet, and
+        attaching is being retried."""
+
+    def follow_detached(self, removed: bool) -> None:
+        """Follow mode is off and detached; ``removed``: it was the last holder, so the
+        segment is gone."""
+
+    def show_frame(self, picture: Picture, words: bool) -> None:
+        """A new frame: on screen at once; its words only if ``words`` (a few times a second)."""
+
+    def stream_words(self, picture: Picture, figures: StreamFigures | None) -> None:
+        """The message and status line for the frame on screen: the stream's figures, or
+        ``None`` while there is no stream (a still, or a first frame)."""
+
+    def full_ready(self, token: int, picture: Picture) -> None:
+        """The full copy of a preview shown under ``token``, unless something newer is."""
+
+    def publisher_stopped(self, pid: int | None, generation: int) -> None:
+        """No newer frame, and the process that published ``generation`` is gone (``pid``
+        None: it died half-way through the next one); the frame stays on screen."""
 
 
 @dataclass(frozen=True)
@@ -100,12 +165,13 @@ def read_frame(segment: ipc.Segment, box: tuple[int, int], into: Image.Image | N
 
 
 class Follower:
-    """Follow mode of one dialog: :meth:`start`, :meth:`stop`, and what happens in between."""
+    """Follow mode of one window: :meth:`start`, :meth:`stop`, and what happens in between.
+    It sees the window only as a :class:`FollowView`."""
 
-    def __init__(self, dialog: Dialog) -> None:
-        # A weak reference: no cycle, so a closed dialog and its Tk objects are freed at once
+    def __init__(self, view: FollowView) -> None:
+        # A weak reference: no cycle, so a closed window and its Tk objects are freed at once
         # on the Tk thread, never later by the garbage collector on whichever thread runs it.
-        self._dialog = weakref.ref(dialog)
+        self._view = weakref.ref(view)
         self.on = False
         self.segment: ipc.Segment | None = None  # attached while following (worker jobs only)
         self.meter = StreamMeter()
@@ -128,10 +194,10 @@ class Follower:
         return None if self._shown is None else self._shown.size
 
     @property
-    def dialog(self) -> Dialog:
-        dialog = self._dialog()
-        assert dialog is not None, "the dialog is gone"
-        return dialog
+    def view(self) -> FollowView:
+        view = self._view()
+        assert view is not None, "the window is gone"
+        return view
 
     # -- on and off --------------------------------------------------------------------------
     def start(self) -> None:
@@ -150,40 +216,40 @@ class Follower:
         self.close()
         segment, self.segment = self.segment, None
         if segment is not None:
-            self.dialog.submit(segment.detach, self.dialog.follow_detached, self.dialog.failed)
+            self.view.submit(segment.detach, self.view.follow_detached, self.view.failed)
 
     def close(self) -> None:
         """No more timers or wake-ups (the window closes, or follow mode is turned off);
-        the segment stays attached for :meth:`stop` or the dialog to detach."""
+        the segment stays attached for :meth:`stop` or the window to detach."""
         self.on = False
         self._behind = False
         self._unlisten()
-        root = self.dialog.root
+        root = self.view.root
         for timer in self._timers.values():
             root.after_cancel(timer)
         self._timers.clear()
 
     def _after(self, name: str, ms: int, callback: Callable[[], None]) -> None:
         if name in self._timers:
-            self.dialog.root.after_cancel(self._timers[name])
+            self.view.root.after_cancel(self._timers[name])
 
         def fire() -> None:
             self._timers.pop(name, None)
-            if self.on and not self.dialog.closed:
+            if self.on and not self.view.closed:
                 callback()
 
-        self._timers[name] = self.dialog.root.after(ms, fire)
+        self._timers[name] = self.view.root.after(ms, fire)
 
     # -- attaching ---------------------------------------------------------------------------
     def _attach(self) -> None:
-        dialog = self.dialog
+        view = self.view
         self._busy = True
-        dialog.submit(lambda: ipc.Segment.attach(dialog.key), self._attached, self._failed)
+        view.submit(lambda: ipc.Segment.attach(view.key), self._attached, self._failed)
 
     def _attached(self, segment: ipc.Segment) -> None:
         self._busy = False
-        if self.dialog.closed or not self.on:
-            self.dialog.submit(segment.detach, lambda removed: None, self.dialog.failed)
+        if self.view.closed or not self.on:
+            self.view.submit(segment.detach, lambda removed: None, self.view.failed)
             return
         self.segment = segment
         self._listen()
@@ -207,7 +273,7 @@ class Follower:
         if self._fd is None or on == self._watching:
             return
         self._watching = on
-        tk: Any = self.dialog.root.tk  # file handlers are Tk's on Unix only (wake_fileno() is None elsewhere)
+        tk: Any = self.view.root.tk  # file handlers are Tk's on Unix only (wake_fileno() is None elsewhere)
         if on:
             tk.createfilehandler(self._fd, tkinter.READABLE, self._woken)
         else:
@@ -267,14 +333,14 @@ class Follower:
         self._busy, self._behind = True, False
         now = time.monotonic()
         traced = now - self._last_new >= TRACE_SUMMARY_S  # the first after a pause
-        self.dialog.root.update_idletasks()  # the layout first: the frame is read for its size
-        box, spare = self.dialog.picture_area.size(), self._spare
-        self.dialog.submit(lambda: read_frame(segment, box, spare, traced), self._frame, self._failed)
+        self.view.root.update_idletasks()  # the layout first: the frame is read for its size
+        box, spare = self.view.picture_area.size(), self._spare
+        self.view.submit(lambda: read_frame(segment, box, spare, traced), self._frame, self._failed)
 
     # -- showing it ----------------------------------------------------------------------------
     def _frame(self, frame: Frame) -> None:
         self._busy = False
-        if not self.on or self.dialog.closed:
+        if not self.on or self.view.closed:
             return
         picture = frame.picture
         previous = self._shown
@@ -295,7 +361,7 @@ class Follower:
             self._behind = False
 
     def _show(self, frame: Frame, previous: Frame | None) -> None:
-        dialog, picture = self.dialog, frame.picture
+        view, picture = self.view, frame.picture
         now = time.monotonic()
         first = previous is None or self._stopped is not None
         if self._stopped is not None:
@@ -305,14 +371,14 @@ class Follower:
             )  # fmt: skip
             self._stopped = None
         self._last_new = now
-        dialog.show_frame(picture, words=first or now - self._words_at >= STATUS_MS / 1000)
+        view.show_frame(picture, words=first or now - self._words_at >= STATUS_MS / 1000)
         # The old frame's buffer is free now that the new one is on screen: the next read
         # copies into it. (A sampled preview is the window's size, not the frame's: no reuse.)
         old = previous.picture if previous is not None else None
         reusable = old is not None and old.complete and old.image is not picture.image
         self._spare = old.image if reusable and old is not None else None
         self._shown = frame
-        dialog.root.update_idletasks()  # draw it now: latency is publish to pixels on screen
+        view.root.update_idletasks()  # draw it now: latency is publish to pixels on screen
         latency = max(0.0, (time.time_ns() - frame.write_time_ns) / 1e9)
         again = previous is not None and previous.picture.generation == picture.generation
         if not again:  # (a frame read again for a new window size is not a new frame)
@@ -330,13 +396,13 @@ class Follower:
         if segment is None or shown is None or self._busy or shown.picture.complete:
             return
         self._busy = True
-        token, traced = self.dialog.picture_area.token, shown.traced
+        token, traced = self.view.picture_area.token, shown.traced
 
         def full() -> Picture:
             with contextlib.nullcontext() if traced else trace.quiet():
                 return copy_full(segment, "follow")
 
-        self.dialog.submit(full, lambda picture: self._full(token, picture), self._failed)
+        self.view.submit(full, lambda picture: self._full(token, picture), self._failed)
 
     def _full(self, token: int, picture: Picture) -> None:
         self._busy = False
@@ -344,7 +410,7 @@ class Follower:
         if not self.on or shown is None or picture.generation != shown.picture.generation:
             self._newer()  # a newer frame came meanwhile: show that instead
             return
-        self.dialog.full_ready(token, picture)
+        self.view.full_ready(token, picture)
         self._shown = replace(shown, picture=picture)
         self._caught_up()
 
@@ -364,7 +430,7 @@ class Follower:
         if shown is None:
             return
         self._words_at = now
-        self.dialog.stream_words(shown.picture, self.meter.figures(now))
+        self.view.stream_words(shown.picture, self.meter.figures(now))
 
     def _check_publisher(self, now: float) -> None:
         segment, shown = self.segment, self._shown
@@ -386,7 +452,7 @@ class Follower:
             "follow: process %d, which published generation %d, has stopped; its frame stays on screen",
             shown.writer_pid, generation,
         )  # fmt: skip
-        self.dialog.publisher_stopped(shown.writer_pid, generation)
+        self.view.publisher_stopped(shown.writer_pid, generation)
 
     # -- errors --------------------------------------------------------------------------------
     def _failed(self, error: Exception) -> None:
@@ -400,14 +466,14 @@ class Follower:
             # Nothing published yet (or an empty segment): keep trying, quietly, but say so.
             if self.segment is None:
                 self._after("attach", FOLLOW_ATTACH_RETRY_MS, self._attach)
-            self.dialog.failed(error, waiting=True)
+            self.view.failed(error, waiting=True)
             return
         if isinstance(error, IncompleteImageError) and self._shown is not None:
             # The publisher died half-way through a frame: the last complete one stays.
             self._stopped = (self._shown.picture.generation or 0, self._shown.writer_pid)
-            self.dialog.publisher_stopped(None, self._shown.picture.generation or 0)
+            self.view.publisher_stopped(None, self._shown.picture.generation or 0)
             return
-        self.dialog.failed(error)
+        self.view.failed(error)
 
 
 class _Summary:
