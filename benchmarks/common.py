@@ -113,28 +113,22 @@ class Reader:
         return None
 
     def read_floor(self, path: str, nbytes: int) -> Any:
-        target = self._buffer(nbytes)
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            mapping = mmap.mmap(fd, nbytes, prot=mmap.PROT_READ)
-        finally:
-            os.close(fd)
-        with memoryview(target) as out, memoryview(mapping) as source:
-            out[:] = source
-        mapping.close()
-        return None
+        return self._read_fresh_mapping(path, nbytes, mmap.MAP_SHARED)
 
     def read_floor_populated(self, path: str, nbytes: int) -> Any:
+        return self._read_fresh_mapping(path, nbytes, mmap.MAP_SHARED | POPULATE)
+
+    def _read_fresh_mapping(self, path: str, nbytes: int, flags: int) -> None:
+        """Open the file, map it with ``flags``, copy it out into memory already paged in, unmap."""
         target = self._buffer(nbytes)
         fd = os.open(path, os.O_RDONLY)
         try:
-            mapping = mmap.mmap(fd, nbytes, mmap.MAP_SHARED | POPULATE, mmap.PROT_READ)
+            mapping = mmap.mmap(fd, nbytes, flags, mmap.PROT_READ)
         finally:
             os.close(fd)
         with memoryview(target) as out, memoryview(mapping) as source:
             out[:] = source
         mapping.close()
-        return None
 
     def read_tkshm(self, key: str) -> Any:
         return ipc.read_image(key)

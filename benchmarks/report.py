@@ -84,37 +84,37 @@ def format_linearity(results: Results, sizes: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _section(heading: list[str], rows: list[str]) -> str:
+    """A part of the report below the table: a blank line, its heading, a line a row; nothing
+    at all without rows."""
+    return "\n".join(["", *heading, *rows]) if rows else ""
+
+
 def format_memory(results: Results) -> str:
-    if not results.memory:
-        return ""
-    lines = [
-        "",
+    heading = [
         "peak memory (VmHWM) of the command line, against `python -c 'import tkshm.ipc, PIL.Image'`:",
         f"  {'command':<10} {'size':>5} {'image MB':>9} {'baseline MB':>12} {'peak MB':>8} "
         f"{'extra beyond decoded image':>27}",
     ]
-    for row in results.memory:
-        lines.append(
-            f"  {row['command']:<10} {row['size']:>5} {row['image_mb']:9.1f} {row['baseline_mb']:12.1f} "
-            f"{row['peak_mb']:8.1f} {row['extra_images']:20.2f} images"
-        )
-    return "\n".join(lines)
+    rows = [
+        f"  {row['command']:<10} {row['size']:>5} {row['image_mb']:9.1f} {row['baseline_mb']:12.1f} "
+        f"{row['peak_mb']:8.1f} {row['extra_images']:20.2f} images"
+        for row in results.memory
+    ]
+    return _section(heading, rows)
 
 
 def format_display(results: Results) -> str:
-    if not results.display:
-        return ""
-    lines = [
-        "",
+    heading = [
         f"display in the window ({DISPLAY_SIZE}, window {WINDOW_GEOMETRY.split('+')[0]}, Xvfb), "
         "button handler -> picture drawn:",
     ]
-    for name, values in results.display.items():
+
+    def row(name: str, values: list[float]) -> str:
         spread = f"{min(values) * 1e3:.1f}-{max(values) * 1e3:.1f}"
-        lines.append(
-            f"  {name:<11} median {statistics.median(values) * 1e3:8.1f} ms   min-max {spread:>15} ms"
-        )
-    return "\n".join(lines)
+        return f"  {name:<11} median {statistics.median(values) * 1e3:8.1f} ms   min-max {spread:>15} ms"
+
+    return _section(heading, [row(name, values) for name, values in (results.display or {}).items()])
 
 
 def _verdict(ok: bool) -> str:

@@ -1,5 +1,6 @@
-"""What every process of the stream benchmark shares: the frame stamp, a reader's tally, the
-process's own CPU and memory figures, and the JSON-lines channel to the parent.
+"""What every process of the stream benchmark shares: the frame stamp, the writer's pace and
+last report, a reader's tally, the process's own CPU and memory figures, and the JSON-lines
+channel to the parent.
 
 Standard library only: the GStreamer children (``stream_gst.py``) import this under the
 system's Python, which has GStreamer's bindings but not Pillow or tkshm.
@@ -22,6 +23,7 @@ import select
 import statistics
 import struct
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import IO, Any, Final
 
@@ -67,6 +69,40 @@ def whole(stamps: list[bytes]) -> tuple[int, int] | None:
     if magic != MAGIC:
         return None
     return int(number), int(perf)
+
+
+def paced_numbers(end_at: float, rate: float) -> Iterator[int]:
+    """The writer's frame numbers, 1, 2, ..., until ``end_at`` (a ``perf_counter`` time): as
+    fast as the writer takes them when ``rate`` is 0, else at ``rate`` frames a second."""
+    number = 0
+    due = time.perf_counter()
+    while True:
+        now = time.perf_counter()
+        if now >= end_at:
+            return
+        if rate:
+            # Pacing the frames (not waiting for another process); after a stall the
+            # schedule starts again from now instead of catching up in a burst.
+            due = max(due + 1 / rate, now) if number else now
+            if due > now:
+                time.sleep(due - now)
+        number += 1
+        yield number
+
+
+def writer_done(
+    times_ns: list[int], usage: dict[str, float], errors: list[str], shm_bytes: int
+) -> dict[str, Any]:
+    """A writer's last report: when each frame went out, its CPU and memory, its first errors
+    and their count, and the shared memory it allocated."""
+    return {
+        "done": True,
+        "times_ns": times_ns,
+        "usage": usage,
+        "errors": errors[:5],
+        "error_count": len(errors),
+        "shm_bytes": shm_bytes,
+    }
 
 
 @dataclass

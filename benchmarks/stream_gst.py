@@ -33,7 +33,17 @@ import gi
 gi.require_version("Gst", "1.0")
 from gi.repository import Gst  # noqa: E402
 
-from stream_frames import END, LineChannel, ReaderTally, Usage, make_frame, read_stamps, stamp  # noqa: E402
+from stream_frames import (  # noqa: E402
+    END,
+    LineChannel,
+    ReaderTally,
+    Usage,
+    make_frame,
+    paced_numbers,
+    read_stamps,
+    stamp,
+    writer_done,
+)
 
 WAIT_NS = 100_000_000  # how long a reader waits for a frame before it checks its deadline
 GRACE_S = 3.0
@@ -70,8 +80,6 @@ def writer(channel: LineChannel, width: int, height: int, socket_path: str) -> N
         usage = Usage()
         times: list[int] = []
         errors: list[str] = []
-        number = 0
-        due = time.perf_counter()
 
         def push(number: int) -> bool:
             stamp(frame, width, height, number)
@@ -91,32 +99,13 @@ def writer(channel: LineChannel, width: int, height: int, socket_path: str) -> N
                 return False
             return True
 
-        while True:
-            now = time.perf_counter()
-            if now >= end_at:
-                break
-            if rate:
-                # Pacing the frames (not waiting for another process); after a stall the
-                # schedule starts again from now instead of catching up in a burst.
-                due = max(due + 1 / rate, now) if number else now
-                if due > now:
-                    time.sleep(due - now)
-            number += 1
+        for number in paced_numbers(end_at, rate):
             if not push(number):
                 break
             times.append(time.perf_counter_ns())
         report = usage.report()
         push(END)
-        channel.send(
-            {
-                "done": True,
-                "times_ns": times,
-                "usage": report,
-                "errors": errors[:5],
-                "error_count": len(errors),
-                "shm_bytes": shm_size,
-            }
-        )
+        channel.send(writer_done(times, report, errors, shm_size))
         channel.recv(60)  # the parent's "quit"
     finally:
         pipeline.set_state(Gst.State.NULL)

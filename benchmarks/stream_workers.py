@@ -27,7 +27,18 @@ from PIL import Image
 from tkshm import ipc
 from tkshm.errors import TkshmError
 
-from stream_frames import END, STAMP, ReaderTally, Usage, make_frame, read_stamps, stamp, stamp_rows
+from stream_frames import (
+    END,
+    STAMP,
+    ReaderTally,
+    Usage,
+    make_frame,
+    paced_numbers,
+    read_stamps,
+    stamp,
+    stamp_rows,
+    writer_done,
+)
 
 WAIT_S: Final = 0.1  # how long a reader waits for a frame before it checks its deadline
 GRACE_S: Final = 3.0  # how long after the run's end a reader keeps waiting for the end frame
@@ -151,19 +162,7 @@ def writer_main(control: Connection, method: str, width: int, height: int, where
         usage = Usage()
         times: list[int] = []
         errors: list[str] = []
-        number = 0
-        due = time.perf_counter()
-        while True:
-            now = time.perf_counter()
-            if now >= end_at:
-                break
-            if rate:
-                # Pacing the frames (not waiting for another process); after a stall the
-                # schedule starts again from now instead of catching up in a burst.
-                due = max(due + 1 / rate, now) if number else now
-                if due > now:
-                    time.sleep(due - now)
-            number += 1
+        for number in paced_numbers(end_at, rate):
             stamp(frame, width, height, number)
             try:
                 publisher.publish()
@@ -177,16 +176,7 @@ def writer_main(control: Connection, method: str, width: int, height: int, where
         stamp(frame, width, height, END)
         with contextlib.suppress(TkshmError, OSError):
             publisher.publish()
-        control.send(
-            {
-                "done": True,
-                "times_ns": times,
-                "usage": report,
-                "errors": errors[:5],
-                "error_count": len(errors),
-                "shm_bytes": publisher.shm_bytes(),
-            }
-        )
+        control.send(writer_done(times, report, errors, publisher.shm_bytes()))
         control.poll(60)  # the parent's "quit", once every reader is done
     finally:
         publisher.close()

@@ -28,9 +28,10 @@ import random
 import struct
 import sys
 import zlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, TypeVar
+from typing import Final, Protocol, TypeVar
 
 from PIL import Image
 
@@ -246,13 +247,35 @@ def build_corpus(directory: str | Path) -> dict[str, Entry]:
     return write_files(directory, generate())
 
 
-def main(argv: list[str]) -> int:
+class Listed(Protocol):
+    """What a generator's command line prints of each file it wrote."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def description(self) -> str: ...
+
+
+def generator_main(
+    argv: list[str],
+    script: str,
+    build: Callable[[str], Mapping[str, Listed]],
+    kind_width: int,
+    name_width: int,
+) -> int:
+    """The command line of a corpus generator (this one, ``make_real_files.py``): write every
+    file into OUTDIR, then print one line per file: its kind, its name and what it is."""
     if len(argv) != 1:
-        print("usage: python tests/make_corpus.py OUTDIR", file=sys.stderr)
+        print(f"usage: python tests/{script} OUTDIR", file=sys.stderr)
         return 2
-    for name, entry in build_corpus(argv[0]).items():
-        print(f"{entry.kind:<5} {name:<32} {entry.description}")
+    for name, entry in build(argv[0]).items():
+        print(f"{entry.kind:<{kind_width}} {name:<{name_width}} {entry.description}")
     return 0
+
+
+def main(argv: list[str]) -> int:
+    return generator_main(argv, "make_corpus.py", build_corpus, kind_width=5, name_width=32)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from make_corpus import write_files
+from make_corpus import generator_main, write_files
 from PIL import Image
 
 SHARED: Final = "shared"
@@ -199,12 +199,7 @@ def build(directory: str | Path) -> dict[str, RealFile]:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python tests/make_real_files.py OUTDIR", file=sys.stderr)
-        return 2
-    for name, entry in build(argv[0]).items():
-        print(f"{entry.kind:<8} {name:<26} {entry.description}")
-    return 0
+    return generator_main(argv, "make_real_files.py", build, kind_width=8, name_width=26)
 
 
 if __name__ == "__main__":

@@ -366,6 +366,18 @@ def test_f6_and_the_checkbox_show_and_hide_the_trace_pane(make_app: AppFactory) 
     assert pane_messages(app) == [hidden]  # hiding keeps the lines
 
 
+def display_opening_steps(key: str, size: str) -> list[str]:
+    """How the window's display of an image another process published begins: attach, take
+    the shared lock, read the header (READY, ``size``, the first generation)."""
+    return [
+        named(key),
+        r"attach: existing segment .+; attached",
+        r"lock requested \(shared\)",
+        rf"lock granted \(shared\) after {MS}",
+        rf"read the header: READY, {size}, generation 1",
+    ]
+
+
 def test_display_of_an_image_that_fits_is_one_story_with_one_copy(
     make_app: AppFactory, key: str, peer: Peer
 ) -> None:
@@ -378,11 +390,7 @@ def test_display_of_an_image_that_fits_is_one_story_with_one_copy(
     assert_steps(
         pane_messages(app),
         [
-            named(key),
-            r"attach: existing segment .+; attached",
-            r"lock requested \(shared\)",
-            rf"lock granted \(shared\) after {MS}",
-            r"read the header: READY, 48x32, generation 1",
+            *display_opening_steps(key, "48x32"),
             r"display: the 48x32 image fits the window: one copy",
             rf"copied 6,144 bytes \(48x32, generation 1\) out of the segment in {MS}",
             r"unlock \(shared\)",
@@ -404,11 +412,7 @@ def test_display_of_a_big_image_says_preview_first_then_the_full_image(
     assert_steps(
         pane_messages(app),
         [
-            named(key),
-            r"attach: existing segment .+; attached",
-            r"lock requested \(shared\)",
-            rf"lock granted \(shared\) after {MS}",
-            r"read the header: READY, 1600x1000, generation 1",
+            *display_opening_steps(key, "1600x1000"),
             rf"display, copy 1 of 2: a {preview} preview of the 1600x1000 image, to show at once",
             rf"copied [\d,]+ bytes \(a {preview} preview of 1600x1000, generation 1\) out of the segment"
             rf" in {MS}",

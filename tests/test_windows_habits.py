@@ -288,20 +288,24 @@ def assert_detached_with_status_0(proc: subprocess.Popen[str], output: Lines, ke
 
 
 @windows_only
-def test_put_detaches_and_exits_0_on_ctrl_c_in_its_console(picture: Path, key: str) -> None:
+@pytest.mark.parametrize(
+    "event",
+    [
+        pytest.param(_signals.CTRL_C_EVENT, id="ctrl-c"),
+        pytest.param(
+            _signals.CTRL_BREAK_EVENT,
+            id="ctrl-break",
+            marks=pytest.mark.skipif(
+                under_wine(),
+                reason="Wine 8: GenerateConsoleCtrlEvent(CTRL_BREAK_EVENT) fails with ERROR_INVALID_HANDLE",
+            ),
+        ),
+    ],
+)
+def test_put_detaches_and_exits_0_on_keys_pressed_in_its_console(picture: Path, key: str, event: int) -> None:
     with put_in_its_own_console(picture, key) as (proc, output):
         assert ipc.read_image(key=key).size == (64, 48)
-        python(SEND_CONSOLE_EVENT, proc.pid, _signals.CTRL_C_EVENT)
-        assert_detached_with_status_0(proc, output, key)
-
-
-@windows_only
-@pytest.mark.skipif(
-    under_wine(), reason="Wine 8: GenerateConsoleCtrlEvent(CTRL_BREAK_EVENT) fails with ERROR_INVALID_HANDLE"
-)
-def test_put_detaches_and_exits_0_on_ctrl_break_in_its_console(picture: Path, key: str) -> None:
-    with put_in_its_own_console(picture, key) as (proc, output):
-        python(SEND_CONSOLE_EVENT, proc.pid, _signals.CTRL_BREAK_EVENT)
+        python(SEND_CONSOLE_EVENT, proc.pid, event)
         assert_detached_with_status_0(proc, output, key)
 
 
