@@ -30,6 +30,7 @@ import pytest
 from commands import Running
 from conftest import files_for
 from patterns import sample
+from peer import Peer
 from PIL import Image
 from platforms import KILLED, STOPPED, WINDOWS, directory_entries, orphan_path, posix_only
 
@@ -750,6 +751,28 @@ def test_every_subcommand_has_a_one_line_description() -> None:
         description = result.stdout.split("\n\n")[1]
         assert " ".join(description.split()).endswith("."), (name, description)
         assert summaries[name].endswith("."), (name, summaries[name])
+
+
+def test_gui_follow_opens_the_window_following_the_key(key: str, peer: Peer) -> None:
+    """``tkshm-gui --follow`` (what the demo's right window is started with): the window
+    opens with Follow changes on and shows what is published, and then each new image."""
+    peer.call("publish", key=key, width=32, height=24, seed=5)
+    window = Running(command("gui", "--key", key, "--lang", "en", "--follow"), env={"TKSHM_TEST_EVENTS": "1"})
+    try:
+        following = f"LABEL Following key {key}: showing generation {{}} from shared memory."
+        lines = [window.line().rstrip("\n") for _ in range(2)]  # (each within DEADLINE)
+        while following.format(1) not in lines:
+            assert len(lines) < 100, lines
+            lines.append(window.line().rstrip("\n"))
+        peer.call("write", key=key, width=32, height=24, seed=6)
+        while following.format(2) not in lines:
+            assert len(lines) < 200, lines
+            lines.append(window.line().rstrip("\n"))
+    finally:
+        window.kill()  # (nothing to leave: the peer holds the segment too)
+        for stream in (window.proc.stdout, window.proc.stderr):
+            if stream is not None:
+                stream.close()
 
 
 def test_window_languages_are_what_the_catalogues_provide() -> None:

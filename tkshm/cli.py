@@ -144,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     window.add_argument(
         "--role", choices=("publish", "display"), help="say what this window is for (the demo's)"
     )
+    window.add_argument(
+        "--follow", action="store_true", help="open with Follow changes (F5) on: show each new image or frame"
+    )
     demo = command("demo", "Two traced windows on a fresh key, for a class.", common=False)
     demo.description = (
         "For a classroom: open two windows side by side on a fresh key, each showing the IPC trace "
@@ -632,6 +635,7 @@ def _gui(args: argparse.Namespace) -> int:
             key=args.key, lang=args.lang, geometry=getattr(args, "geometry", None),
             show_trace=args.trace, suggest=getattr(args, "suggest", None),
             zoom=getattr(args, "zoom", 1.0), role=getattr(args, "role", None),
+            follow=getattr(args, "follow", False),
         )  # fmt: skip
 
     return _windowed(open_window)

@@ -160,8 +160,8 @@ def run_demo(
         players.append(subprocess.Popen(play_command(key, play)))
         player = (players[0].pid, repr(play) if play is not None else tr("a moving test pattern"))
     for role, where in zip(ROLES, side_by_side(screen), strict=True):
-        follows = {**os.environ, "TKSHM_FOLLOW": "1"} if players and role == "display" else None
-        windows.append(subprocess.Popen([*command, "--role", role, "--geometry", where], env=follows))
+        follows = ["--follow"] if players and role == "display" else []
+        windows.append(subprocess.Popen([*command, "--role", role, "--geometry", where, *follows]))
     # One write: the windows print to the same standard output meanwhile.
     sys.stdout.write(introduction(key, (windows[0].pid, windows[1].pid), lang, player) + "\n")
     sys.stdout.flush()

@@ -24,6 +24,5 @@ For end-to-end tests, ``TKSHM_TEST_EVENTS=1`` makes the window print what it doe
 stdout, one line per event: ``READY``, ``GEOM <widget> X Y [W H]``, ``LABEL <text>``,
 ``CONTROL PID NAME X Y W H``, ``SHOWN source=file|shm gen=N quality=draft|fine ms=T``,
 ``CLEARED``, and in follow mode, a few times a second while a stream plays,
-``FRAME gen=N fps=F skipped=S latency_ms=L``. ``TKSHM_FOLLOW=1`` opens the window with Follow
-changes on (``tkshm demo --play`` starts its right window so).
+``FRAME gen=N fps=F skipped=S latency_ms=L``.
 """

@@ -78,7 +78,7 @@ class Dialog:
         geometry: str | None = None,
         zoom: float = 1.0,
         role: str | None = None,
-        follow: bool | None = None,
+        follow: bool = False,
     ) -> None:
         self.root = root
         self.key = key
@@ -105,8 +105,8 @@ class Dialog:
             self.set_zoom(zoom)
         self.set_message(self._first_message())
         self.set_status(self.tr("Key: {key}").format(key=self.key))
-        # ``tkshm demo --play`` starts its right window following the stream it plays.
-        if os.environ.get("TKSHM_FOLLOW") == "1" if follow is None else follow:
+        # ``tkshm gui --follow`` (the demo's right window, following the stream it plays).
+        if follow:
             self.toggle_follow()
 
     # -- the two buttons -------------------------------------------------------------------
