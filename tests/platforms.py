@@ -32,7 +32,7 @@ from typing import Final
 import pytest
 
 from tkshm import ipc
-from tkshm.header import HEADER_SIZE
+from tkshm.header import BACKUP_OFFSET, HEADER_SIZE
 
 WINDOWS: Final = sys.platform == "win32"
 # The exit status of a process ended by Popen.kill(): -SIGKILL on POSIX; on Windows the code
@@ -102,16 +102,18 @@ def assert_held(key: str) -> None:
 
 
 def overwrite_header(segment: ipc.Segment, raw: bytes) -> None:
-    """Write ``raw`` over the header, ignoring the lock, as a hostile neighbour (same user)
-    would: through the file on POSIX, through a view of the mapping on Windows."""
-    if WINDOWS:
-        segment._mapping()[: len(raw)] = raw
-        return
-    fd = os.open(segment.path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    try:
-        os.pwrite(fd, raw, 0)
-    finally:
-        os.close(fd)
+    """Write ``raw`` over the header -- both copies, main and backup -- ignoring the lock, as
+    a hostile neighbour (same user) would: through the file on POSIX, through a view of the
+    mapping on Windows."""
+    for offset in (0, BACKUP_OFFSET):
+        if WINDOWS:
+            segment._mapping()[offset : offset + len(raw)] = raw
+            continue
+        fd = os.open(segment.path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            os.pwrite(fd, raw, offset)
+        finally:
+            os.close(fd)
 
 
 def remove_orphans(env: dict[str, str]) -> None:

@@ -108,6 +108,22 @@ def test_writer_killed_mid_stream_leaves_the_last_complete_frame(key: str) -> No
             assert seed_of(reader.read_image(timeout=5.0)) >= 2  # whole: the newest complete frame
 
 
+def test_a_writer_killed_while_rewriting_the_header_leaves_the_frame_it_named(key: str, peer: Peer) -> None:
+    """The header is kept twice (``tkshm.header``): a writer killed half-way through storing
+    one copy leaves the other whole, and readers read that one."""
+    peer.call("publish", key=key, width=64, height=48, seed=3)
+    with ipc.Segment.attach(key) as reader:
+        peer.call("hold_lock", key=key, exclusive=True)  # a writer, about to store the header
+        peer.call("tear_header", key=key)  # half of it stored...
+        peer.kill()  # ...when it dies
+        info = reader.info(timeout=1.0)
+        assert (info.state, info.generation, info.width, info.height) == ("ready", 1, 64, 48)
+        assert seed_of(reader.read_image(timeout=1.0)) == 3
+        assert [entry.state for entry in ipc.list_segments() if entry.key == key] == ["ready"]
+        reader.write_image(pattern(64, 48, 4))  # the next write repairs both copies
+        assert seed_of(ipc.read_image(key=key)) == 4
+
+
 def test_wait_for_change_is_woken_by_a_publish_in_another_process(key: str, peer: Peer) -> None:
     peer.call("publish", key=key, width=16, height=16, seed=1)
     with ipc.Segment.attach(key) as reader:
@@ -163,12 +179,16 @@ def test_publisher_alive_follows_the_publishing_process(key: str, peer: Peer) ->
         assert seed_of(reader.read_image()) == 1  # its last frame stays while we hold it
 
 
-def test_a_still_uses_one_slot_and_a_lock_exclusive_block_keeps_readers_out(key: str) -> None:
+def test_a_still_written_again_takes_turns_in_two_slots_and_a_lock_exclusive_block_keeps_readers_out(
+    key: str,
+) -> None:
     with ipc.publish(pattern(8, 8, 1), key=key) as writer, ipc.Segment.attach(key) as reader:
+        assert [path for path in ipc.remains(key) if ".slot" in path][1:] == []  # one frame, in place
         for seed in range(2, 6):
             writer.write_image(pattern(8, 8, seed))
             assert seed_of(reader.read_image()) == seed
-        assert [path for path in ipc.remains(key) if ".slot" in path][1:] == []  # in place, one slot
+            assert writer.last_frame is not None and writer.last_frame.slot == (seed - 1) % 2  # 1, 0, 1, ...
+        assert [path for path in ipc.remains(key) if ".slot" in path][2:] == []  # never a third
         with writer.lock(exclusive=True), pytest.raises(LockTimeoutError):
             reader.read_image(timeout=0.05)
 

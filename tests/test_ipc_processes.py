@@ -22,6 +22,7 @@ from PIL import Image
 from platforms import WINDOWS, assert_held, capacity_for, directory_entries, orphan_path
 
 from tkshm import ipc
+from tkshm.frames import PAGE
 from tkshm.header import BYTES_PER_PIXEL, HEADER_SIZE, State
 from tkshm.images import load_image, to_rgba
 
@@ -283,36 +284,38 @@ def test_lock_held_by_a_killed_process_is_granted_at_once(
 
 
 # -- 4. a writer killed half-way through copying ---------------------------------------------
-def _kill_while_writing(peers: list[Peer], segment: ipc.Segment) -> None:
-    """Start a writer that publishes big images in a loop and kill it while the header says
-    WRITING; retry with a new writer in the rare case it finished the copy before the kill.
+# Only a first frame is written in place, under a header that says WRITING: every later
+# frame goes into another slot, and the header names it once it is whole (tkshm.ring).
+def _kill_while_writing_the_first_frame(peers: list[Peer], key: str) -> ipc.Segment:
+    """Create an empty segment (with room for a 4K frame, so that no write grows it), start a
+    writer that publishes 4K frames in a loop, and kill it while the header says WRITING;
+    retry on a new segment in the rare case it finished the first copy before the kill.
+    Return our handle, which keeps the segment.
 
-    The state is read from ``segment``'s own mapping, without the lock, as a follower's
-    generation peek is. That mapping must be the one the writer writes, so the segment is
-    grown to the writer's size first (on Windows a grown segment is a new mapping)."""
-    segment.write_image(pattern(3840, 2160, 99))
-
-    def state() -> int:
-        return int(struct.unpack_from("<I", segment._mapping(), _STATE_OFFSET)[0])
-
+    The state is read from our own mapping, without the lock, as a follower's generation
+    peek is."""
     for _attempt in range(20):
+        segment = ipc.Segment.create(key, capacity=3840 * 2160 * 4)
+
+        def state(segment: ipc.Segment = segment) -> int:
+            return int(struct.unpack_from("<I", segment._mapping(), _STATE_OFFSET)[0])
+
         (writer,) = start(peers)
-        writer.call("publish_loop", key=segment.key, width=3840, height=2160, seed=100)
-        wait_until(lambda: state() == State.WRITING, "the writer to be half-way through a copy")
+        writer.call("publish_loop", key=key, width=3840, height=2160, seed=100)
+        wait_until(lambda: state() != State.EMPTY, "the writer to start its first frame")
         writer.kill()
         if state() == State.WRITING:
-            return
-    raise AssertionError("could not kill a writer half-way through a copy in 20 attempts")
+            return segment
+        segment.detach()
+    raise AssertionError("could not kill a writer half-way through a first frame in 20 attempts")
 
 
-def test_writer_killed_half_way_leaves_an_incomplete_image_until_the_next_publish(
+def test_writer_killed_half_way_through_the_first_frame_leaves_an_incomplete_image_until_the_next_publish(
     key: str, peers: list[Peer], attached: list[ipc.Segment]
 ) -> None:
-    holder, reader = start(peers, 2)
-    holder.call("publish", key=key, width=64, height=64, seed=1)
-    segment = ipc.Segment.attach(key)  # we hold it too, so the killed writer leaves no orphan
+    (reader,) = start(peers)
+    segment = _kill_while_writing_the_first_frame(peers, key)
     attached.append(segment)
-    _kill_while_writing(peers, segment)
 
     with pytest.raises(ipc.IncompleteImageError, match="incomplete") as raised:
         segment.read_image(timeout=0.5)  # 0.5 s: the killed writer's lock must be gone
@@ -330,9 +333,8 @@ def test_writer_killed_half_way_leaves_an_incomplete_image_until_the_next_publis
     assert (info.state, info.width, info.height) == ("ready", 50, 70)
     image = segment.read_image()
     assert image.tobytes() == pattern(50, 70, 777).tobytes()
-    assert holder.call("read", key=key)["seed"] == 777
+    assert reader.call("read", key=key)["seed"] == 777
     segment.detach()
-    assert holder.call("detach", key=key)["removed"] is False
     assert reader.call("detach", key=key)["removed"] is True
 
 
@@ -349,7 +351,8 @@ def test_larger_image_published_while_others_are_attached_is_read_by_all_of_them
     old_size = segment.size
 
     big.call("publish", key=key, width=1920, height=1080, seed=2)
-    grown = HEADER_SIZE + 1920 * 1080 * BYTES_PER_PIXEL
+    # The small frame stays while the big one is written after it (tkshm.ring): room for both.
+    grown = old_size + 1920 * 1080 * BYTES_PER_PIXEL
     if not WINDOWS:  # the file grew (on Windows a new, bigger mapping took its place)
         assert os.path.getsize(segment.path) == grown
     for peer in (small, follower):  # each reads through the mapping it made when it was small
@@ -357,7 +360,7 @@ def test_larger_image_published_while_others_are_attached_is_read_by_all_of_them
     assert segment.size == old_size  # our mapping is only remapped under the lock ...
     assert segment.read_image().tobytes() == pattern(1920, 1080, 2).tobytes()
     assert segment.size == grown  # ... which read_image takes
-    assert ipc.info(key=key).capacity == 1920 * 1080 * BYTES_PER_PIXEL
+    assert ipc.info(key=key).capacity == grown - HEADER_SIZE
     segment.detach()
     for peer, last in ((small, False), (big, False), (follower, True)):
         assert peer.call("detach", key=key)["removed"] is last
@@ -375,6 +378,8 @@ def test_smaller_image_never_shrinks_the_segment_under_other_processes(
     assert follower.call("read_handle", key=key)["size"] == size
 
     small.call("publish", key=key, width=10, height=20, seed=31)
+    # The big frame stays while the small one is written: after it, in one more page.
+    size += PAGE
     if not WINDOWS:  # a mapping has no file size; the peers' sizes below say the same
         assert os.path.getsize(segment.path) == size
     for peer in (big, follower, small):
@@ -382,8 +387,8 @@ def test_smaller_image_never_shrinks_the_segment_under_other_processes(
     assert segment.read_image().tobytes() == pattern(10, 20, 31).tobytes()
     assert segment.size == size
     info = ipc.info(key=key)
-    assert (info.payload_bytes, info.capacity) == (10 * 20 * BYTES_PER_PIXEL, 1024 * 768 * BYTES_PER_PIXEL)
-    # Growing back within the capacity reuses it; the bytes beyond the small image were intact.
+    assert (info.payload_bytes, info.capacity) == (10 * 20 * BYTES_PER_PIXEL, size - HEADER_SIZE)
+    # Growing back reuses the room of the first frame, now that the small one is the newest.
     follower.call("write", key=key, width=1024, height=768, seed=32)
     if not WINDOWS:
         assert os.path.getsize(segment.path) == size

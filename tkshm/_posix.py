@@ -38,7 +38,7 @@ from .errors import (
     TkshmError,
     UnsafePathError,
 )
-from .header import HEADER_SIZE, Header
+from .header import BACKUP_OFFSET, HEADER_SIZE, Header
 
 # Never imported on Windows (tkshm.ipc chooses the backend once); this tells mypy so.
 assert sys.platform != "win32"
@@ -348,7 +348,9 @@ def _create(dir_path: str, dir_fd: int, name: str, capacity: int) -> int | None:
     try:
         fcntl.flock(fd, fcntl.LOCK_SH)
         reserve(fd, HEADER_SIZE + capacity)
-        os.pwrite(fd, Header.empty(capacity, os.getpid()).pack(), 0)
+        empty = Header.empty(capacity, os.getpid()).pack()
+        os.pwrite(fd, empty, BACKUP_OFFSET)  # both copies (tkshm.header)
+        os.pwrite(fd, empty, 0)
         try:
             os.link(temp, name + SEGMENT_SUFFIX, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
         except FileExistsError:

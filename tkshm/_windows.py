@@ -63,7 +63,7 @@ from .errors import (
     TkshmError,
     UnsafePathError,
 )
-from .header import HEADER_SIZE, RECORD_SIZE, Header, State
+from .header import HEADER_SIZE, Header, State, read_header, write_header
 
 # mypy checks this module only with --platform win32 (pyproject.toml); tkshm.ipc never
 # imports it elsewhere, because it chooses the backend once.
@@ -309,9 +309,10 @@ class WindowsSegmentFile:
         finally:
             unlock(self.lock_fd)
 
-    def _new_data(self, capacity: int, after: int) -> None:
-        """Create the next data mapping, empty, and make the directory name it (exclusive
-        lock held). The previous one is ours to close; Windows frees it after the others."""
+    def _new_data(self, capacity: int, after: int, keep: mmap.mmap | None = None) -> None:
+        """Create the next data mapping and make the directory name it (exclusive lock held):
+        empty, or holding a copy of ``keep`` (the frames a growing segment must not lose). The
+        previous one is ours to close; Windows frees it after the others."""
         assert self._directory is not None
         size = _page_round(HEADER_SIZE + capacity)
         for serial in range(after + 1, after + 1 + _MAX_SERIALS):
@@ -320,7 +321,12 @@ class WindowsSegmentFile:
                 break
         else:
             raise TkshmError(f"Could not create a mapping for shared memory segment {self.key!r}. Try again.")
-        data[:RECORD_SIZE] = Header.empty(size - HEADER_SIZE, os.getpid()).pack()
+        if keep is None:
+            write_header(data, Header.empty(size - HEADER_SIZE, os.getpid()))
+        else:
+            with memoryview(keep) as kept:
+                data[: len(keep)] = kept  # one copy: the newest frame lives on in the successor
+            _mark_moved(keep)
         _write_serial(self._directory, serial)  # only now can others find it
         old, self.map, self._serial = self.map, data, serial
         if old is not None:
@@ -350,12 +356,7 @@ class WindowsSegmentFile:
     def grow(self, size: int) -> None:
         """Make a successor mapping of at least ``size`` bytes (exclusive lock held)."""
         assert self.map is not None
-        # Anyone polling our old mapping's generation must notice that something changed:
-        # mark it WRITING with the next generation, which the successor is about to carry.
-        with contextlib.suppress(CorruptSegmentError):
-            old = Header.unpack(self.map[:RECORD_SIZE], len(self.map))
-            self.map[:RECORD_SIZE] = replace(old, state=State.WRITING, generation=old.generation + 1).pack()
-        self._new_data(size - HEADER_SIZE, after=self._serial)
+        self._new_data(size - HEADER_SIZE, after=self._serial, keep=self.map)
         trace.step(
             "grow: new mapping %s of %s bytes; the directory names it, the others follow",
             _data_tag(self.name, self._serial), f"{len(self.map):,}",
@@ -396,6 +397,14 @@ class WindowsSegmentFile:
 SegmentFile = WindowsSegmentFile
 
 
+def _mark_moved(old: mmap.mmap) -> None:
+    """Anyone polling the old mapping's generation must notice that something changed: mark
+    it WRITING with the next generation, which the successor is about to carry."""
+    with contextlib.suppress(CorruptSegmentError):
+        header = read_header(old, len(old))
+        write_header(old, replace(header, state=State.WRITING, generation=header.generation + 1))
+
+
 def _lock_files() -> Iterator[tuple[str, str]]:
     folder = segment_directory()
     try:
@@ -424,7 +433,7 @@ def _header_page(name: str) -> tuple[int, bytes | None] | None:
     try:
         page = data[:HEADER_SIZE]
         try:
-            Header.unpack(page, len(data))
+            read_header(page, len(data))
         except CorruptSegmentError:
             return len(data), None
         return len(data), page

@@ -3,11 +3,16 @@
 Kept apart from the mapping code so that it can be tested on plain bytes: ``unpack`` must
 reject any header (random, mutated or hostile) *before* anyone trusts a size read from it.
 
+The record is kept twice, at 0 and at ``BACKUP_OFFSET``. A writer stores the backup first
+and then the main copy, so a writer killed in the microsecond it rewrites one of them leaves
+the other whole: a reader that finds the main copy half-written (its checksum does not
+match) reads the backup, which names the same frame (:func:`read_header`).
+
 =======  ====  ===============  ========================================================
 offset   size  field            meaning
 =======  ====  ===============  ========================================================
 0        8     magic            ``b"TKSHMSEG"``: this is a tkshm segment
-8        2     version          format version, 2 (2 added the frame slots)
+8        2     version          format version, 3 (2 added the frame slots, 3 the backup)
 10       2     header_size      offset of the first pixel (4096: one page, so pixels
                                 start page-aligned)
 12       4     state            0 EMPTY, 1 WRITING, 2 READY (of the newest frame)
@@ -24,6 +29,7 @@ offset   size  field            meaning
 72       4     crc32            CRC-32 of bytes 0..71
 128      2+n   key              length (u16) and UTF-8 bytes of the key, for ``tkshm list``
                                 (never trusted: the name is derived from the key, not this)
+1536     76    backup           the same record again (``BACKUP_OFFSET``)
 =======  ====  ===============  ========================================================
 """
 
@@ -38,7 +44,7 @@ from typing import Final
 from .errors import CorruptSegmentError
 
 MAGIC: Final = b"TKSHMSEG"
-VERSION: Final = 2
+VERSION: Final = 3
 # Frames live in up to this many slots (``tkshm.frames``): the newest, the ones readers are
 # copying, and one to write next.
 MAX_SLOTS: Final = 4
@@ -50,6 +56,8 @@ _FIELDS: Final = struct.Struct("<8sHHIQIIIIQQIIQ")
 _CRC: Final = struct.Struct("<I")
 RECORD_SIZE: Final = _FIELDS.size + _CRC.size  # 76 bytes
 KEY_OFFSET: Final = 128
+# After the longest key (2 + 255 * 4 bytes of UTF-8 from 128) and before the slot table.
+BACKUP_OFFSET: Final = 1536
 _KEY_LENGTH: Final = struct.Struct("<H")
 # The generation counter sits at a fixed, 8-byte-aligned offset so followers can poll it cheaply.
 GENERATION_OFFSET: Final = 16
@@ -164,3 +172,33 @@ def read_key(page: bytes) -> str | None:
     (length,) = _KEY_LENGTH.unpack_from(page, KEY_OFFSET)
     data = page[KEY_OFFSET + 2 : KEY_OFFSET + 2 + length]
     return data.decode("utf-8", "replace") if 0 < length == len(data) else None
+
+
+def read_header(page: bytes | memoryview | object, mapping_size: int) -> Header:
+    """The header of a segment whose first page is ``page``: the main copy, or the backup if
+    the main copy was caught half-written (its checksum fails). A header that is whole but
+    wrong is damage, and its error is raised, as is the main copy's when both fail."""
+    raw = bytes(page[:RECORD_SIZE])  # type: ignore[index]
+    try:
+        return Header.unpack(raw, mapping_size)
+    except CorruptSegmentError:
+        if len(raw) < RECORD_SIZE or _crc_matches(raw):
+            raise
+        backup = bytes(page[BACKUP_OFFSET : BACKUP_OFFSET + RECORD_SIZE])  # type: ignore[index]
+        try:
+            return Header.unpack(backup, mapping_size)
+        except CorruptSegmentError:
+            pass
+        raise
+
+
+def write_header(mapping: object, header: Header) -> None:
+    """Store the header: the backup first, then the main copy (see the module docstring)."""
+    raw = header.pack()
+    mapping[BACKUP_OFFSET : BACKUP_OFFSET + RECORD_SIZE] = raw  # type: ignore[index]
+    mapping[:RECORD_SIZE] = raw  # type: ignore[index]
+
+
+def _crc_matches(raw: bytes) -> bool:
+    (crc,) = _CRC.unpack_from(raw, _FIELDS.size)
+    return bool(crc == zlib.crc32(raw[: _FIELDS.size]))

@@ -9,20 +9,25 @@ The protocol, in six lines:
 2. Every copy happens under an inter-process **lock**, with a timeout. A process that dies
    holding it releases it at once.
 3. The writer marks a frame ``WRITING``, copies the pixels, then marks it ``READY`` with a
-   new **generation**; a reader that finds ``WRITING`` knows the writer died half-way.
+   new **generation**, and only then makes the header name it: a writer killed at any moment
+   leaves the last complete frame, and a header that names it (kept twice, so that one copy
+   is whole even if the writer dies rewriting the other). Only the very first frame, with
+   nothing to keep, is written in place: a reader that finds it ``WRITING`` knows the writer
+   died half-way.
 4. A bigger image grows the segment in place; it never shrinks under other processes.
 5. Readers copy the pixels out before unlocking: nothing that points into the mapping
    outlives the lock (:meth:`Segment.view` is the one exception, and it ends with its block).
-6. **Frames** (``tkshm.frames``, ``tkshm.ring``): the pixels live in up to ``MAX_SLOTS`` (4) slots, each
-   with a lock of its own. A reader locks only the slot the header names, shared, while it
-   copies; the writer writes a slot nobody holds and then makes the header name it, so a
-   slow, stopped or killed reader never makes it wait, and a writer that never pauses never
-   starves a reader. A still nobody is reading is written in place in slot 0 -- Qt's one
-   buffer under one lock -- so memory is one frame for a still and at most four for a
-   stream. After each publish the writer wakes the readers waiting in
+6. **Frames** (``tkshm.frames``, ``tkshm.ring``): the pixels live in up to ``MAX_SLOTS``
+   (4) slots, each with a lock of its own. A reader locks only the slot the header names,
+   shared, while it copies; the writer writes a slot nobody holds and then makes the header
+   name it, so a slow, stopped or killed reader never makes it wait, and a writer that never
+   pauses never starves a reader. The newest complete frame is never written over, so
+   memory is one frame for a still written once, two once it is written again or streamed
+   (two slots take turns, as OBS's game capture does), and at most four while readers are
+   reading. After each publish the writer wakes the readers waiting in
    :meth:`Segment.wait_for_change` (``tkshm.waiting``; a datagram socket each, ``tkshm._wake``).
 
-On Windows there is one frame under a readers-writer lock (the data lock): readers take it
+On Windows the frames sit under a readers-writer lock (the data lock): readers take it
 shared, so there a stopped reader makes the writer wait (up to its timeout), and waiting
 readers look at the generation (every 2 ms at first, 20 ms once nothing comes) instead of
 being woken.
@@ -34,7 +39,7 @@ The header (``tkshm.header``) is a 76-byte record in the first page; pixels foll
 offset   size  field            meaning
 =======  ====  ===============  ===================================================
 0        8     magic            ``b"TKSHMSEG"``
-8        2     version          2
+8        2     version          3
 10       2     header_size      4096, the offset of the first pixel
 12       4     state            0 EMPTY, 1 WRITING, 2 READY
 16       8     generation       bumped on every write
@@ -48,6 +53,7 @@ offset   size  field            meaning
 64       8     write_time_ns    when the write finished
 72       4     crc32            of bytes 0..71
 128      2+n   key              UTF-8 key, for ``tkshm list`` (not trusted)
+1536     76    backup           bytes 0..75 again, written just before them
 2048     256   slot records     where each frame slot's pixels are (``tkshm.frames``)
 =======  ====  ===============  ===================================================
 
@@ -96,7 +102,7 @@ from .errors import (
     UnsafePathError,
 )
 from .frames import Slot
-from .header import BYTES_PER_PIXEL, HEADER_SIZE, MAX_SLOTS, RECORD_SIZE, Header, read_key
+from .header import BYTES_PER_PIXEL, HEADER_SIZE, MAX_SLOTS, Header, read_header, read_key
 from .images import fit_size, to_rgba
 from .ring import Leases, Locking, Ring, complete
 from .waiting import Waiter, Wakeups
@@ -578,7 +584,7 @@ def _listed(only: str | None) -> list[SegmentInfo]:
         else:
             key = read_key(page)
             try:
-                header = Header.unpack(page[:RECORD_SIZE], size)
+                header = read_header(page, size)
             except CorruptSegmentError:
                 state = "temporary" if name.endswith(_backend.TEMP_SUFFIX) else "damaged"
             else:

@@ -46,9 +46,10 @@ from .header import (
     GENERATION_OFFSET,
     HEADER_SIZE,
     MAX_SLOTS,
-    RECORD_SIZE,
     Header,
     State,
+    read_header,
+    write_header,
     write_key,
 )
 
@@ -203,7 +204,7 @@ class Leases:
         mapping = self.mapping()
         # Slicing an mmap copies 76 bytes; a memoryview would stay exported inside the
         # traceback of a CorruptSegmentError and make the mapping impossible to close.
-        return Header.unpack(mapping[:RECORD_SIZE], len(mapping))
+        return read_header(mapping[:HEADER_SIZE], len(mapping))
 
     def fresh_header(self, started: float, timeout: float) -> Header:
         """The header, read without a lock: mapped again if the file grew, and read again if
@@ -327,6 +328,11 @@ def complete(key: str, slot: Slot | None) -> Slot:
     return slot
 
 
+def _beside(newest: int | None) -> int:
+    """The slot a frame goes into when every slot is free: the other of slots 0 and 1."""
+    return 1 if newest == 0 else 0
+
+
 class Ring:
     """The writer's policy: which slot the next frame goes into (data lock held, exclusive)."""
 
@@ -339,8 +345,10 @@ class Ring:
         """Write one frame: choose its slot, mark it WRITING, have ``fill`` copy the pixels to
         the slot's offset, mark it READY and make the header name it. Return both records.
 
-        Written in place (the slot the header names), the header says ``WRITING`` during the
-        copy, so if we die half-way readers see an incomplete image rather than a torn one.
+        The header names the new frame only once it is complete, so a writer killed at any
+        moment leaves the last complete frame and a header that names it. Only the first
+        frame is written in place (there is nothing to keep), with the header saying
+        ``WRITING`` during the copy: readers then see an incomplete image, never a torn one.
         """
         leases = self.leases
         try:
@@ -353,7 +361,7 @@ class Ring:
         finally:
             if leased:
                 leases.release(slot.index)  # before the header names it: readers find it free
-        leases.mapping()[:RECORD_SIZE] = header.pack()
+        write_header(leases.mapping(), header)
         return header, slot
 
     def _fill(
@@ -362,7 +370,6 @@ class Ring:
         width, height = size
         mapping = self.leases.mapping()
         generation = (old.generation if old is not None else 0) + 1
-        in_place = in_place or old is None or old.state is State.EMPTY
         slot = replace(slot, state=State.WRITING, generation=generation, width=width,
                        height=height, write_time_ns=0, writer_pid=os.getpid())  # fmt: skip
         frames.write_slot(mapping, slot)
@@ -371,11 +378,11 @@ class Ring:
             os.getpid(), time.time_ns(), slot=slot.index,
         )  # fmt: skip
         if in_place:
-            mapping[:RECORD_SIZE] = header.pack()
+            write_header(mapping, header)
             trace.step("header says WRITING, generation %d", header.generation)
         else:
             assert old is not None
-            trace.step("writing frame slot %d; the header still names slot %d, which readers may be copying",
+            trace.step("writing frame slot %d; the header still names slot %d, the last complete frame",
                        slot.index, old.slot)  # fmt: skip
         write_key(mapping, self.leases.key)
         fill(slot.offset)
@@ -390,19 +397,23 @@ class Ring:
         took a lease (the exclusive data lock is the lease without slot locks, and under
         ``lock()``), and whether it is written in place (the header then says ``WRITING``).
 
-        A still nobody reads goes in place into slot 0, as one buffer under one lock. While
-        readers are reading, a frame goes into a slot that is neither the newest nor held by
-        a reader (the oldest such first), a new slot is added if there is none, and only if
-        every slot is held do we wait -- for the first reader to finish its copy.
+        The newest complete frame is never written over, so two slots take turns for a still
+        loaded again or a stream nobody reads (OBS's game capture keeps two the same way),
+        and only the first frame goes in place. While readers are reading, a frame goes into a
+        slot that is neither the newest nor held by a reader (the oldest such first), a new
+        slot is added if there is none; only if readers hold every other slot is the newest
+        written over (in place), and only if they hold that one too do we wait, for the first
+        reader to finish its copy.
         """
-        mapping = self.leases.mapping()
-        if not self.leases.locking.per_slot or self.leases.all_leased:
-            return self._in_place(nbytes), False, True
+        leases = self.leases
+        newest = self._newest_complete(old)
+        if not leases.locking.per_slot or leases.all_leased:  # every slot is ours already
+            return self._lay_out(newest, nbytes), False, newest is None
+        mapping = leases.mapping()
         if not frames.keep_apart(mapping, frames.read_table(mapping, len(mapping))):
-            slot = self._compact(nbytes)
+            slot = self._compact(newest, nbytes)
             if slot is not None:
-                return slot, True, True
-        newest = old.slot if old is not None and old.state is not State.EMPTY else None
+                return slot, True, newest is None
         pause = 0.0002
         while True:
             slot = self._free_slot(newest, nbytes)
@@ -415,37 +426,67 @@ class Ring:
             time.sleep(min(pause, deadline - now))
             pause = min(pause * 2, 0.002)
 
-    def _in_place(self, nbytes: int) -> Slot:
-        """Slot 0 over the whole segment, grown if the image needs more; the other slots are
-        forgotten (call with every slot ours: their readers would see slot 0's pixels)."""
-        if HEADER_SIZE + nbytes > len(self.leases.mapping()):
-            if trace.on():
-                trace.step(
-                    "grow: the image needs %s bytes, the segment holds %s; growing it",
-                    f"{nbytes:,}", f"{len(self.leases.mapping()) - HEADER_SIZE:,}",
-                )  # fmt: skip
-            self.leases.file.grow(HEADER_SIZE + nbytes)
+    def _newest_complete(self, old: Header | None) -> int | None:
+        """The slot of the newest complete frame, the one a write must keep; None if there is
+        none (nothing written yet, a damaged header, or a first frame its writer left half-way)."""
+        if old is None or old.state is State.EMPTY:
+            return None
+        slot = self.leases.slot_of(old)
+        return old.slot if slot is not None and slot.state is State.READY else None
+
+    def _lay_out(self, newest: int | None, nbytes: int) -> Slot:
+        """The slot for the next frame when every slot is ours (no reader holds one): the
+        newest complete frame stays where it is, the other slots are forgotten, and the frame
+        goes beside it -- before it if it fits there, else after it, growing the segment.
+        With nothing to keep, slot 0 over the whole segment, written in place (Qt's one buffer)."""
         mapping = self.leases.mapping()
-        slot = Slot(0, offset=HEADER_SIZE, capacity=len(mapping) - HEADER_SIZE)
-        frames.write_slot(mapping, replace(slot, state=State.WRITING, generation=1))  # never an empty table
-        for index in range(1, MAX_SLOTS):
-            frames.write_slot(mapping, Slot(index))
+        if newest is None:
+            if HEADER_SIZE + nbytes > len(mapping):
+                self._grow(HEADER_SIZE + nbytes, nbytes)
+            kept: Slot | None = None
+            slot = Slot(0, offset=HEADER_SIZE, capacity=len(self.leases.mapping()) - HEADER_SIZE)
+        else:
+            kept = frames.read_slot(mapping, newest, len(mapping))
+            index = _beside(newest)
+            room = frames.page_round(nbytes)
+            if HEADER_SIZE + room <= kept.offset:
+                slot = Slot(index, offset=HEADER_SIZE, capacity=kept.offset - HEADER_SIZE)
+            else:
+                offset = frames.page_round(kept.end)
+                if offset + room > len(mapping):
+                    self._grow(offset + room, nbytes)
+                slot = Slot(index, offset=offset, capacity=len(self.leases.mapping()) - offset)
+        mapping = self.leases.mapping()
+        for index in range(MAX_SLOTS):
+            if kept is None or index != kept.index:
+                frames.write_slot(mapping, Slot(index))
+        # Never an empty table: a slot record being written says so (``read_table``).
+        frames.write_slot(mapping, replace(slot, state=State.WRITING, generation=1))
         return slot
 
-    def _compact(self, nbytes: int) -> Slot | None:
-        """If no reader holds any slot, go back to one frame in place: lease them all, keep
-        slot 0 and forget the others. None if some reader holds one."""
+    def _grow(self, size: int, nbytes: int) -> None:
+        if trace.on():
+            trace.step(
+                "grow: the image needs %s bytes, the segment holds %s; growing it",
+                f"{nbytes:,}", f"{len(self.leases.mapping()) - HEADER_SIZE:,}",
+            )  # fmt: skip
+        self.leases.file.grow(size)
+
+    def _compact(self, newest: int | None, nbytes: int) -> Slot | None:
+        """If no reader holds any slot, lay the frames out afresh (:meth:`_lay_out`): lease
+        them all, keep the newest complete frame, forget the others. None if some reader
+        holds one."""
         leases = self.leases
         leased: list[int] = []
         try:
             # A reader can hold only slot 0 or a slot in use (it checks the slot after leasing).
             for slot in frames.read_table(leases.mapping(), len(leases.mapping())):
-                if slot.index == 0 or slot.allocated:
+                if slot.index in (0, _beside(newest)) or slot.allocated:
                     if not leases.try_lease(slot.index, True):
                         return None
                     leased.append(slot.index)
-            slot = self._in_place(nbytes)
-            leased.remove(0)
+            slot = self._lay_out(newest, nbytes)
+            leased.remove(slot.index)
             return slot
         finally:
             for index in leased:
@@ -455,7 +496,8 @@ class Ring:
         """A slot no reader holds, leased exclusively, with room for ``nbytes``; or None."""
         mapping = self.leases.mapping()
         table = frames.read_table(mapping, len(mapping))
-        # The oldest frames first, then unused slots, and the newest frame only as a last resort.
+        # The oldest frames first, then unused slots, and the newest frame only as a last resort
+        # (readers hold every other slot: at least three of them, each with a frame right now).
         order = sorted((s for s in table if s.index != newest), key=lambda s: (not s.allocated, s.generation))
         for slot in [*order, *(table[newest : newest + 1] if newest is not None else [])]:
             if not self.leases.try_lease(slot.index, True):
