@@ -50,6 +50,7 @@ SLOT_SUFFIX: Final = ".slot"
 # Readers lease frame slots with locks of their own (``tkshm.frames``), so the writer never
 # waits for them; and a reader can sleep until the next publish (``tkshm._wake``).
 SLOT_LOCKS: Final = True
+WAKE_SOCKETS: Final = True
 _OPEN_FLAGS: Final = os.O_NOFOLLOW | os.O_CLOEXEC
 # MAP_POPULATE (Linux) builds the page tables for the whole mapping in one system call.
 # A writer wants that: the first write to each 4 KiB page of a shared mapping is a page
@@ -174,6 +175,8 @@ class PosixSegmentFile:
     """One attached segment: the open ``.seg`` file (presence lock held), its mapping, and
     the open ``.lock`` file. Built only by :meth:`open`."""
 
+    successors = False  # the file grows in place: nothing else to follow
+
     def __init__(self, dir_path: str, dir_fd: int, name: str, seg_fd: int) -> None:
         self.dir_path = dir_path
         self.name = name
@@ -247,6 +250,11 @@ class PosixSegmentFile:
             self.map = None
         flags = mmap.MAP_SHARED | (_POPULATE if self.writer else 0)
         self.map = mmap.mmap(self._seg_fd, size, flags, mmap.PROT_READ | mmap.PROT_WRITE)
+
+    def refresh(self) -> None:
+        """Map again if the file changed size: once per read (one ``fstat``), which also
+        notices a file that a neighbour cut short before we touch a page past its end."""
+        self.remap()
 
     def grow(self, size: int) -> None:
         """Make the file at least ``size`` bytes (call with the exclusive data lock held)."""

@@ -8,12 +8,10 @@ The protocol, in six lines:
    the others were killed, because presence is a lock the kernel drops on exit.
 2. Every copy happens under an inter-process **lock**, with a timeout. A process that dies
    holding it releases it at once.
-3. The writer marks a frame ``WRITING``, copies the pixels, then marks it ``READY`` with a
-   new **generation**, and only then makes the header name it: a writer killed at any moment
-   leaves the last complete frame, and a header that names it (kept twice, so that one copy
-   is whole even if the writer dies rewriting the other). Only the very first frame, with
-   nothing to keep, is written in place: a reader that finds it ``WRITING`` knows the writer
-   died half-way.
+3. The writer marks a frame ``WRITING``, copies the pixels, marks it ``READY`` with a new
+   **generation**, and only then makes the header (kept twice) name it: a writer killed at
+   any moment leaves the last complete frame. Only a first frame, with nothing to keep, is
+   written in place: a reader that finds it ``WRITING`` knows the writer died half-way.
 4. A bigger image grows the segment in place; it never shrinks under other processes.
 5. Readers copy the pixels out before unlocking: nothing that points into the mapping
    outlives the lock (:meth:`Segment.view` is the one exception, and it ends with its block).
@@ -27,10 +25,8 @@ The protocol, in six lines:
    reading. After each publish the writer wakes the readers waiting in
    :meth:`Segment.wait_for_change` (``tkshm.waiting``; a datagram socket each, ``tkshm._wake``).
 
-On Windows the frames sit under a readers-writer lock (the data lock): readers take it
-shared, so there a stopped reader makes the writer wait (up to its timeout), and waiting
-readers look at the generation (every 2 ms at first, 20 ms once nothing comes) instead of
-being woken.
+On Windows waiting readers look at the generation (every 2 ms at first, 20 ms once nothing
+comes) instead of being woken.
 
 The header (``tkshm.header``) is a 76-byte record in the first page; pixels follow at 4096
 (slot 0), and further slots after it:
@@ -59,9 +55,8 @@ offset   size  field            meaning
 
 Where the segment lives: a file in ``/dev/shm/tkshm-<uid>/`` (0700) on Linux, the same in a
 per-user temporary directory elsewhere on POSIX (``TKSHM_DIR`` overrides both), and named file
-mappings (``CreateFileMapping`` through ``mmap``'s ``tagname``) on Windows, where a mapping
-cannot grow in place: there a one-page directory mapping names the current data mapping, and
-growing makes a successor that the others follow under the lock (``tkshm._windows``).
+mappings (``CreateFileMapping``) on Windows, where a mapping cannot grow: a directory mapping
+names the current one, and growing makes a successor that the others follow (``tkshm._windows``).
 
 This module is the face, read like ``QSharedMemory``: :class:`Segment`'s create, attach,
 detach, lock, read and write. Behind it, one job a module: ``tkshm.ring`` (the locks, the
@@ -116,32 +111,12 @@ else:
 _LOCKING: Final = Locking(_backend.try_lock, _backend.unlock, _backend.SLOT_LOCKS)
 
 __all__ = [
-    "DEFAULT_KEY",
-    "DEFAULT_TIMEOUT",
-    "MAX_SLOTS",
-    "CopyStats",
-    "CorruptSegmentError",
-    "FrameInfo",
-    "ImageError",
-    "ImageTooLargeError",
-    "IncompleteImageError",
-    "InvalidKeyError",
-    "LockTimeoutError",
-    "OutOfSharedMemoryError",
-    "Segment",
-    "SegmentInfo",
-    "SegmentNotFoundError",
-    "TkshmError",
-    "UnsafePathError",
-    "clean",
-    "info",
-    "list_segments",
-    "native_name",
-    "publish",
-    "read_image",
-    "remains",
-    "segment_directory",
-]
+    "DEFAULT_KEY", "DEFAULT_TIMEOUT", "MAX_SLOTS", "CopyStats", "CorruptSegmentError", "FrameInfo",
+    "ImageError", "ImageTooLargeError", "IncompleteImageError", "InvalidKeyError",
+    "LockTimeoutError", "OutOfSharedMemoryError", "Segment", "SegmentInfo", "SegmentNotFoundError",
+    "TkshmError", "UnsafePathError", "clean", "info", "list_segments", "native_name", "publish",
+    "read_image", "remains", "segment_directory",
+]  # fmt: skip
 
 DEFAULT_KEY: Final = "tkshm"
 # Long enough to ride out a writer copying an 8K image many times over; short enough that a
@@ -267,7 +242,8 @@ class Segment:
             raise
         self._leases = Leases(key, self._file, _LOCKING, self._thread_lock)
         self._ring = Ring(self._leases)
-        self._wakeups = Wakeups(self._new_waiter, self.peek_generation, _LOCKING.per_slot, self._thread_lock)
+        sockets = _backend.WAKE_SOCKETS
+        self._wakeups = Wakeups(self._new_waiter, self.peek_generation, sockets, self._thread_lock)
         _open_segments.add(self)
         if trace.on():
             how = "create: new segment" if self._file.created else "attach: existing segment"

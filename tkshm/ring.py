@@ -68,10 +68,16 @@ class Backing(Protocol):
 
     map: Any  # the mapping (``mmap.mmap``), None once detached
     lock_fd: int  # the data lock's file
+    successors: bool  # growing makes a new mapping elsewhere, which the others follow (Windows)
 
     def slot_lock_fd(self, index: int) -> int: ...
 
     def remap(self, exclusive: bool = False) -> None: ...
+
+    def refresh(self) -> None:
+        """Follow, cheaply, what another process did to the segment: a grown (or cut) file on
+        POSIX, a successor mapping the directory names on Windows."""
+        ...
 
     def grow(self, size: int) -> None: ...
 
@@ -212,11 +218,12 @@ class Leases:
         the data lock is being written (wait, up to ``timeout``); with no writer, damaged."""
         misses = 0
         while True:
-            if self.locking.per_slot:
-                self.file.remap()  # a writer may have grown the file (cheap: one fstat)
+            self._follow(self.file.refresh)
             try:
                 return self.header()
             except CorruptSegmentError:
+                if self._follow(self.file.remap):
+                    continue  # the file grew: a header sized for it fails against our mapping
                 fd = self.file.lock_fd
                 if self.locking.try_lock(fd, False):  # no writer: damaged, unless it was just now
                     self.locking.unlock(fd)
@@ -231,13 +238,31 @@ class Leases:
     def peek_generation(self) -> int:
         """The generation counter, read without a lock (see ``Segment.peek_generation``)."""
         self.mapping()  # detached: say so
-        if not self.locking.per_slot:
-            # Windows: another process may have grown the segment into a successor mapping;
-            # the directory says which (a CRC-checked record, read without the lock).
-            with self.thread_lock, contextlib.suppress(SegmentNotFoundError):
-                if self.pinned is None and self.held is None:  # (never under a held frame)
-                    self.file.remap()
+        if self.file.successors:  # (a file that grew keeps its generation where it was)
+            with contextlib.suppress(SegmentNotFoundError):  # (a read then says so, in words)
+                self._follow(self.file.refresh)
         return int(_GENERATION.unpack_from(self.mapping(), GENERATION_OFFSET)[0])
+
+    def _follow(self, remap: Callable[[], None]) -> bool:
+        """Map again where another process has grown the segment; return whether we did.
+        Never while this process holds a frame (another thread may be copying out of the
+        mapping, which cannot be closed under it): that frame stays valid where it is."""
+        with self.thread_lock:
+            if self.pinned is not None or self.held is not None:
+                return False
+            before = self.file.map
+            remap()
+            return self.file.map is not before
+
+    def _slot_mapped(self, header: Header) -> Slot | None:
+        """``slot_of``, mapping again first if the slot lies beyond what we have mapped (the
+        writer moved it to the end of a grown file after we read the header)."""
+        try:
+            return self.slot_of(header)
+        except CorruptSegmentError:
+            if not self._follow(self.file.remap):
+                raise
+            return self.slot_of(header)
 
     def slot_of(self, header: Header) -> Slot | None:
         """The slot record the header names (under its lease), or None for an empty segment."""
@@ -295,9 +320,8 @@ class Leases:
             header = self.fresh_header(started, timeout)
             if self.try_lease(header.slot, False):
                 try:
-                    self.file.remap()  # the slot may lie beyond what we had mapped
                     frames.note_lease(self.mapping())
-                    slot = self.slot_of(header)
+                    slot = self._slot_mapped(header)
                     if slot is None or slot.state is State.READY or self.header().slot == slot.index:
                         # Empty, a complete frame, or one its writer left half-written.
                         self.lock_wait = _TIMER() - started
