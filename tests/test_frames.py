@@ -133,6 +133,21 @@ def test_wait_for_change_is_woken_by_a_publish_in_another_process(key: str, peer
         assert seed_of(reader.read_image()) == 2
 
 
+def test_a_reader_that_starts_waiting_just_after_a_publish_is_woken_by_the_next(key: str) -> None:
+    """The writer lists the wake-up sockets again only when the directory has changed
+    (``tkshm._wake``): a socket bound in the same tick of the clock as its last listing must
+    not be missed."""
+    with ipc.publish(pattern(8, 8, 1), key=key) as writer:
+        for seed in range(2, 12):
+            with ipc.Segment.attach(key) as reader:
+                generation = reader.peek_generation()
+                fd = reader.wake_fileno()  # its socket, bound microseconds after that publish
+                writer.write_image(pattern(8, 8, seed))
+                if fd is not None:  # (None on Windows, which polls)
+                    assert select.select([fd], [], [], 10.0)[0] == [fd], f"not woken for frame {seed}"
+                assert reader.wait_for_change(generation, timeout=10.0) == generation + 1
+
+
 def test_wait_for_change_returns_the_unchanged_generation_on_timeout(key: str) -> None:
     with ipc.publish(pattern(8, 8, 1), key=key) as segment:
         assert segment.wait_for_change(1, timeout=0.05) == 1

@@ -24,6 +24,7 @@ import socket
 import stat
 import struct
 import sys
+import time
 from typing import Final
 
 assert sys.platform != "win32"
@@ -31,8 +32,14 @@ assert sys.platform != "win32"
 INFIX: Final = ".wake."
 _GENERATION: Final = struct.Struct("<Q")
 _PROC_FD: Final = "/proc/self/fd"
+# A directory's mtime comes from a coarse clock (one tick: 1 to 10 ms): two changes in one
+# tick leave one mtime. A listing is trusted only once the directory has been still this long.
+_SETTLED_NS: Final = 50_000_000
 # One unbound socket sends every wake-up of this process (sendto is safe across threads).
 _sender: socket.socket | None = None
+# The wake-up sockets of each segment, as last listed: (directory, name) -> (the directory's
+# inode, mtime and size then, whether that listing can be trusted, the sockets' entries).
+_listed: dict[tuple[int, int, str], tuple[tuple[int, int], bool, list[str]]] = {}
 
 
 def _address(dir_path: str, dir_fd: int, entry: str) -> str:
@@ -72,11 +79,21 @@ class Waiter:
             self._socket.close()
 
 
-def notify(dir_path: str, dir_fd: int, name: str, generation: int) -> None:
-    """Wake every reader waiting on segment ``name``; remove sockets whose reader is gone."""
-    global _sender
+def _sockets(dir_fd: int, name: str) -> list[str]:
+    """The wake-up sockets of segment ``name``: listed again only when the directory changed.
+
+    A publish should not read the whole directory: one ``fstat`` of it says whether anything
+    was added or removed since the last listing (its mtime and size change), once that
+    listing is older than a tick of the clock that stamps it."""
+    dir_st = os.fstat(dir_fd)
+    stamp = (dir_st.st_mtime_ns, dir_st.st_size)
+    key = (dir_st.st_dev, dir_st.st_ino, name)
+    cached = _listed.get(key)
+    if cached is not None and cached[0] == stamp and cached[1]:
+        return cached[2]
+    settled = time.time_ns() - dir_st.st_mtime_ns > _SETTLED_NS
     prefix = name + INFIX
-    message = _GENERATION.pack(generation)
+    found = []
     for entry in os.listdir(dir_fd):
         if not entry.startswith(prefix):
             continue
@@ -84,8 +101,17 @@ def notify(dir_path: str, dir_fd: int, name: str, generation: int) -> None:
             st = os.stat(entry, dir_fd=dir_fd, follow_symlinks=False)
         except FileNotFoundError:
             continue
-        if not stat.S_ISSOCK(st.st_mode) or st.st_uid != os.geteuid():
-            continue  # not a socket of ours (a planted symlink, say): never send through it
+        if stat.S_ISSOCK(st.st_mode) and st.st_uid == os.geteuid():
+            found.append(entry)  # never one not ours (a planted symlink, say): no sending through it
+    _listed[key] = (stamp, settled, found)
+    return found
+
+
+def notify(dir_path: str, dir_fd: int, name: str, generation: int) -> None:
+    """Wake every reader waiting on segment ``name``; remove sockets whose reader is gone."""
+    global _sender
+    message = _GENERATION.pack(generation)
+    for entry in _sockets(dir_fd, name):
         if _sender is None:
             _sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             _sender.setblocking(False)
