@@ -22,6 +22,9 @@ from tkshm import ipc
 
 SIZE = (96, 64)
 REPORT_EVERY = 0.2
+# Windows keeps one frame under the readers-writer lock (tkshm.ipc): a writer that never
+# pauses would keep its readers out there, so it leaves a gap between frames.
+PAUSE = 0.002 if sys.platform == "win32" else 0.0
 
 
 def report(**figures: object) -> None:
@@ -38,6 +41,8 @@ def writer(key: str, end: float) -> None:
         segment.write_image(frames[count % len(frames)])
         longest = max(longest, time.perf_counter() - started)
         count += 1
+        if PAUSE:
+            time.sleep(PAUSE)  # pacing, not synchronisation
         if time.monotonic() >= next_report:
             report(frames=count, longest_publish_ms=longest * 1000)
             next_report += REPORT_EVERY

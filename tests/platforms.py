@@ -77,8 +77,8 @@ def segment_path(key: str) -> str:
 def directory_entries(key: str) -> list[str]:
     """What the segment directory holds for ``key`` while it is in use (names, sorted)."""
     name = ipc.native_name(key)
-    # A still written once uses one frame slot, so one slot lock file (tkshm.ring)
-    return [name + ".lock", name + ".slot0"] if WINDOWS else [name + ".lock", name + ".seg", name + ".slot0"]
+    # POSIX: a still uses one frame slot, so one slot lock file (tkshm.frames)
+    return [name + ".lock"] if WINDOWS else [name + ".lock", name + ".seg", name + ".slot0"]
 
 
 def orphan_path(key: str) -> str:

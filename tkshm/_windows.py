@@ -71,11 +71,11 @@ assert sys.platform == "win32"
 
 TEMP_SUFFIX: Final = ".tmp"  # never made here: CreateFileMapping creates a name atomically
 LOCK_SUFFIX: Final = ".lock"
-# Readers lease frame slots with locks of their own (``%TEMP%\\tkshm\\N.slotK``, as POSIX's
-# ``.slotK`` files), so the writer never waits for them. There is no wake-up socket: followers
-# look at the generation.
-SLOT_LOCKS: Final = True
-SLOT_SUFFIX: Final = ".slot"
+# The frames under the readers-writer lock: the data lock is the only lease (``tkshm.ring``).
+# A lock per slot, as on POSIX, waits for a grown segment that outlives its grower: every slot
+# added is a successor mapping that dies with a grower killed before anyone followed it.
+# There is no wake-up socket either, so followers look at the generation.
+SLOT_LOCKS: Final = False
 WAKE_SOCKETS: Final = False
 _NAMESPACE: Final = "Local\\"  # this logon session's objects: other users' sessions cannot see them
 _PAGE: Final = 4096
@@ -204,27 +204,6 @@ def _lock_path(name: str) -> str:
     return os.path.join(segment_directory(), name + LOCK_SUFFIX)
 
 
-def _slot_path(name: str, index: int) -> str:
-    return os.path.join(segment_directory(), f"{name}{SLOT_SUFFIX}{index}")
-
-
-def _slot_files(name: str) -> list[str]:
-    """The slot lock files of segment ``name`` that exist."""
-    try:
-        entries = os.listdir(segment_directory())
-    except FileNotFoundError:
-        return []
-    prefix = name + SLOT_SUFFIX
-    return sorted(os.path.join(segment_directory(), e) for e in entries if e.startswith(prefix))
-
-
-def _delete_slot_files(name: str) -> None:
-    """Delete the slot lock files of a segment whose last holder is leaving (or gone); one
-    that a process attaching right now already has open stays."""
-    for path in _slot_files(name):
-        _delete_if_unused(path)
-
-
 def _delete_if_unused(path: str) -> bool:
     """Delete a lock file that no process has open (Windows refuses while one does)."""
     try:
@@ -254,7 +233,6 @@ class WindowsSegmentFile:
         self._directory: mmap.mmap | None = None
         self._serial = 0
         self._lock_file = ""
-        self._slot_fds: dict[int, int] = {}
 
     @classmethod
     def open(cls, name: str, key: str, create_capacity: int | None) -> WindowsSegmentFile:
@@ -395,13 +373,8 @@ class WindowsSegmentFile:
         self.remap()
 
     def slot_lock_fd(self, index: int) -> int:
-        """The lock file of frame slot ``index`` (opened on first use, kept until detach)."""
-        fd = self._slot_fds.get(index)
-        if fd is None:
-            path = _slot_path(self.name, index)
-            _refuse_reparse_point(path)
-            fd = self._slot_fds[index] = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        return fd
+        """The data lock is the only lease here: the frames under the readers-writer lock."""
+        return self.lock_fd
 
     def waiter(self) -> Any:
         """No wake-up sockets here (Python has no Unix datagram sockets on Windows)."""
@@ -422,14 +395,10 @@ class WindowsSegmentFile:
         if self.lock_fd >= 0:
             os.close(self.lock_fd)
             self.lock_fd = -1
-        for fd in self._slot_fds.values():
-            os.close(fd)
-        self._slot_fds.clear()
         path, self._lock_file = self._lock_file, ""
         attached, self._serial = self._serial != 0, 0
         if not path or not _delete_if_unused(path):
             return False
-        _delete_slot_files(self.name)  # nobody has the lock file open: nobody is attached
         if not attached and not self.created:  # we found no segment, only a crash's lock file
             trace.step(_ORPHAN_REMOVED, path)
         return attached
@@ -520,7 +489,7 @@ def process_alive(pid: int) -> bool:
 
 def remains(name: str) -> list[str]:
     """What Windows still holds of segment ``name``: its lock file and its mappings."""
-    left = [path for path in [_lock_path(name)] if os.path.exists(path)] + _slot_files(name)
+    left = [path for path in [_lock_path(name)] if os.path.exists(path)]
     directory = _open_mapping(_NAMESPACE + name)
     if directory is not None:
         try:
@@ -540,7 +509,6 @@ def remove_orphans() -> list[str]:
     removed = []
     for name, path in _lock_files():
         if not _exists(_NAMESPACE + name) and _delete_if_unused(path):
-            _delete_slot_files(name)
             trace.step(_ORPHAN_REMOVED, path)
             removed.append(path)
     return removed

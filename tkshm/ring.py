@@ -467,8 +467,11 @@ class Ring:
         if newest is None:
             if HEADER_SIZE + nbytes > len(mapping):
                 self._grow(HEADER_SIZE + nbytes, nbytes)
+            room, capacity = frames.page_round(nbytes), len(self.leases.mapping()) - HEADER_SIZE
+            if 2 * room <= capacity:  # a segment made for two frames: the next one goes after it
+                capacity = room
             kept: Slot | None = None
-            slot = Slot(0, offset=HEADER_SIZE, capacity=len(self.leases.mapping()) - HEADER_SIZE)
+            slot = Slot(0, offset=HEADER_SIZE, capacity=capacity)
         else:
             kept = frames.read_slot(mapping, newest, len(mapping))
             index = _beside(newest)
