@@ -533,7 +533,7 @@ def test_assets_are_found_in_a_source_checkout_that_is_not_installed(monkeypatch
         raise ModuleNotFoundError(f"No module named {package!r}")
 
     monkeypatch.setattr(importlib.resources, "files", not_installed)
-    for name in ("tkshm.png", "samples/sunset.jpg"):
+    for name in ("tkshm.png", "samples/sunset.jpg", "samples/orbit.gif"):
         assert Path(tkshm.asset(name)).is_file(), name
 
 

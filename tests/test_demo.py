@@ -40,8 +40,8 @@ from tkshm.window.dialog import MIN_WINDOW  # the window's root.minsize: Tk grow
 GEOMETRY = re.compile(r"(\d+)x(\d+)\+(\d+)\+(\d+)")
 TRACE = re.compile(r"\d\d:\d\d:\d\d\.\d{3} tkshm\[(\d+)\] (.+)")
 INTRO = re.compile(
-    r"Two windows on key '(demo-[0-9a-f]{6})': process (\d+) on the left publishes, "
-    r"process (\d+) on the right displays\."
+    r"Two windows on key '(demo-[0-9a-f]{6})'(?:, and a stream)?: process (\d+) on the left(?: publishes)?, "
+    r"process (\d+) on the right(?: displays)?\."
 )
 T = TypeVar("T")
 
@@ -425,6 +425,29 @@ def test_the_introduction_is_in_the_demos_language_and_names_its_buttons() -> No
     assert len(lines) == 5 and "demo-abc123" in lines[0] and "11" in lines[0] and "12" in lines[0]
     assert "从文件加载图片..." in lines[1] and "从共享内存显示图片" in lines[2]
     assert not re.search(r"[A-Za-z]{4,}", chinese.replace("demo-abc123", "").replace("Ctrl", ""))
+
+
+@pytest.mark.parametrize("lang", ["en", "zh_CN"])
+def test_with_a_stream_the_introduction_says_what_the_demo_shows_and_asks_for_no_load(lang: str) -> None:
+    """The player overwrites a loaded image within a frame: pressing Load would show nothing."""
+    intro = introduction("demo-abc123", (11, 12), lang, player=(13, "'orbit.gif'"))
+    lines = intro.splitlines()
+    assert len(lines) == 5 and all(pid in lines[0] for pid in ("11", "12")) and "13" in lines[1]
+    assert "Load Image From File" not in intro and "从文件加载图片" not in intro
+    if lang == "en":
+        assert lines[:3] == [
+            "Two windows on key 'demo-abc123', and a stream: process 11 on the left, "
+            "process 12 on the right.",
+            "Process 13 plays 'orbit.gif' under the same key; the right window follows it "
+            "(Follow changes is on).",
+            "Left: press Display Image From Shared Memory to copy out the frame of the moment; an image "
+            "loaded there would be overwritten by the next frame.",
+        ]
+    else:
+        assert "从共享内存显示图片" in lines[2]
+        assert not re.search(
+            r"[A-Za-z]{4,}", intro.replace("demo-abc123", "").replace("orbit.gif", "").replace("Ctrl", "")
+        )
 
 
 # ------------------------------------------------------------- on a projector's screen

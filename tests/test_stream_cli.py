@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,13 +29,14 @@ from commands import Running
 from conftest import files_for
 from peer import wait_until
 from PIL import Image
-from platforms import posix_only
+from platforms import WINDOWS, posix_only
 from test_cli import BAD_FILES, _bad_file, assert_one_line_error, command, tkshm
 from test_stream_unit import COLOURS, FORMATS, make_animation
 
 from tkshm import ipc
 from tkshm.images import open_frames
 from tkshm.stamp import read_stamps
+from tkshm.watching import STILL_AFTER_S
 
 DEADLINE = 60.0
 # Publishing is never early; how late a busy two-core machine may make it, at worst.
@@ -163,18 +166,78 @@ def test_play_loops_by_default_and_fps_overrides_the_durations(
     assert_on_schedule(frames, [0.125])
 
 
-def test_play_of_a_still_image_publishes_it_again_at_the_default_duration(
-    key: str, tmp_path: Path, started: list[Running | Reader]
-) -> None:
+def still_image(tmp_path: Path) -> Path:
     path = tmp_path / "still.png"
     Image.new("RGB", (20, 10), "teal").save(path)
-    play = start(started, "play", "--key", key, str(path))
-    assert "(20x10, 1 frame, looping)" in play.line()
-    frames = follow(started, key).wait_for(4)
-    assert_on_schedule(frames, [0.1])
+    return path
 
 
-@pytest.mark.parametrize("kind", [*BAD_FILES, "truncated-gif"])
+def test_play_of_a_still_image_says_it_is_a_still_publishes_it_once_and_holds_it(
+    key: str, tmp_path: Path, started: list[Running | Reader]
+) -> None:
+    path = still_image(tmp_path)
+    play = start(started, "play", "--key", key, "--duration", "3", str(path))
+    line = play.line()
+    assert line.startswith(f"{path} (20x10) is a still image, not an animation: published once under key ")
+    assert "held as tkshm put holds it. Press Ctrl+C to stop." in line
+    with ipc.Segment.attach(key) as segment:
+        assert segment.peek_generation() == 1
+        # Held, not published again: no new generation while it is up (a tenth of a second
+        # per frame was the old way, so a second would have seen ten).
+        assert segment.wait_for_change(1, timeout=1.0) == 1
+        assert ipc.read_image(key=key).getpixel((0, 0)) == (0, 128, 128, 255)
+        status, rest, stderr = play.finish()  # --duration ends it, on every platform
+        assert (status, rest, stderr) == (0, ["Played 1 frame.\n"], "")
+        assert segment.peek_generation() == 1
+    assert files_for(key) == []
+
+
+def test_play_once_of_a_still_publishes_it_and_says_1_frame(key: str, tmp_path: Path) -> None:
+    result = tkshm("play", "--key", key, "--once", str(still_image(tmp_path)))
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.splitlines()[-1] == "Played 1 frame."
+    assert files_for(key) == []
+
+
+@pytest.mark.parametrize(
+    ("limit", "says"),
+    [(["--frames", "5"], r"Played 5 frames\."), (["--duration", "1.5"], r"Played (\d+) frames\.")],
+)
+def test_play_stops_by_itself_after_duration_or_frames(key: str, limit: list[str], says: str) -> None:
+    started = time.monotonic()
+    result = tkshm("play", "--key", key, "--pattern", "--size", "64x48", "--fps", "20", *limit)
+    took = time.monotonic() - started
+    assert (result.returncode, result.stderr) == (0, ""), result
+    last = re.fullmatch(says, result.stdout.splitlines()[-1])
+    assert last is not None, result.stdout
+    if limit[0] == "--duration":
+        assert took >= 1.5 and 1 <= int(last.group(1)) <= 31, (took, result.stdout)  # 20 fps, never faster
+    assert files_for(key) == []
+
+
+def test_play_help_says_how_it_stops_and_that_late_frames_are_dropped() -> None:
+    result = tkshm("play", "--help")
+    assert (result.returncode, result.stderr) == (0, "")
+    words = " ".join(result.stdout.split())
+    for option in ("--duration SECONDS", "--frames N", "--force", "--once"):
+        assert option in words
+    assert "Ctrl+C" in words and "dropped, not shown late" in words
+    assert "A still image (one frame) is published once and held" in words
+
+
+def damaged_gif(tmp_path: Path, cut: int) -> str:
+    """A GIF cut ``cut`` bytes into its second frame's header: Pillow then fails inside its
+    own arithmetic (IndexError, struct.error), not with a word about the file."""
+    whole = tmp_path / "whole.gif"
+    make_animation(whole, "GIF", [100] * 4)
+    data = whole.read_bytes()
+    second = data.index(b"\x21\xf9\x04", data.index(b"\x21\xf9\x04") + 1)  # a frame's Graphic Control
+    bad = tmp_path / "damaged.gif"
+    bad.write_bytes(data[: second + cut])
+    return str(bad)
+
+
+@pytest.mark.parametrize("kind", [*BAD_FILES, "truncated-gif", "damaged-gif-index", "damaged-gif-struct"])
 def test_play_of_a_bad_file_gives_one_line_on_stderr_and_publishes_nothing(
     key: str, tmp_path: Path, kind: str
 ) -> None:
@@ -184,10 +247,14 @@ def test_play_of_a_bad_file_gives_one_line_on_stderr_and_publishes_nothing(
         frames[0].save(whole, save_all=True, append_images=frames[1:], duration=100)
         bad = str(tmp_path / "cut.gif")
         Path(bad).write_bytes(whole.read_bytes()[: whole.stat().st_size * 6 // 10])
+    elif kind.startswith("damaged-gif"):
+        bad = damaged_gif(tmp_path, 4 if kind.endswith("index") else 12)
     else:
         bad = _bad_file(tmp_path, kind)
     line = assert_one_line_error(tkshm("play", "--key", key, bad))
-    assert line.startswith("tkshm: ") and os.path.basename(bad) in line
+    assert line.startswith("tkshm play: ") and os.path.basename(bad) in line
+    if kind.startswith("damaged-gif"):
+        assert line == f"tkshm play: {bad} is damaged or truncated and cannot be decoded."
     assert files_for(key) == []
 
 
@@ -200,6 +267,11 @@ BAD_USAGE = {
     "bad-size": (["play", "--pattern", "--size", "big"], "'big' is not a size"),
     "tiny-size": (["play", "--pattern", "--size", "4x4"], "the test pattern is at least"),
     "zero-fps": (["play", "--pattern", "--fps", "0"], "frames per second must be a number above 0"),
+    "zero-frames": (["play", "--pattern", "--frames", "0"], "the frames to publish must be a whole number"),
+    "zero-duration": (
+        ["play", "--pattern", "--duration", "0"],
+        "the seconds to play must be a number above 0",
+    ),
     "watch-seconds": (["watch", "--seconds", "-1"], "the seconds to watch must be a number above 0"),
     "watch-file": (["watch", "x.gif"], "unrecognized arguments"),
 }
@@ -210,7 +282,8 @@ def test_bad_play_or_watch_usage_gives_one_line_on_stderr(kind: str) -> None:
     args, says = BAD_USAGE[kind]
     result = tkshm(*args)
     assert result.returncode == 2
-    assert_one_line_error(result, says)
+    line = assert_one_line_error(result, says)
+    assert line.startswith(f"tkshm {args[0]}: "), line  # every error of play and watch so
 
 
 @pytest.mark.parametrize("subcommand", ["play", "watch"])
@@ -289,9 +362,58 @@ def test_watch_text_prints_a_line_each_second_then_the_total(
     assert "fps, latency p50" in lines[-1] and "(from the stamp), 0 torn" in lines[-1]
 
 
-def test_watch_with_nothing_published_says_so_in_one_line(key: str) -> None:
-    assert_one_line_error(tkshm("watch", "--key", key), "nothing is published under key")
-    assert files_for(key) == []
+def test_watch_of_a_key_nothing_is_published_under_waits_for_it_then_follows_the_stream(
+    key: str, started: list[Running | Reader]
+) -> None:
+    watch = start(started, "watch", "--key", key, "--json")
+    waiting = json.loads(watch.line())  # a report a second while it waits, as after a publisher goes
+    assert (waiting["frames"], waiting["publisher"]) == (0, "none")
+    play = start(started, "play", "--key", key, "--pattern", "--size", "64x48", "--fps", "20")
+    play.line()
+    wait_until(lambda: (r := json.loads(watch.line()))["frames"] > 0 and r["publisher"] == "alive", "frames")
+    _status, _rest, stderr = watch.stop(signal.SIGINT)
+    if not WINDOWS:  # (there, stop kills it: its stderr is what it said before)
+        assert _status == 0
+    assert stderr.splitlines()[:2] == [
+        f"tkshm watch: nothing is published under key {key!r} yet; waiting for a publisher "
+        f"(start one with `tkshm play --key {key} FILE`).",
+        f"tkshm watch: process {play.proc.pid} publishes under this key now; following it.",
+    ]
+
+
+def test_watch_of_a_still_says_it_is_a_still(
+    key: str, tmp_path: Path, started: list[Running | Reader]
+) -> None:
+    put = start(started, "put", "--key", key, str(still_image(tmp_path)))
+    put.line()
+    result = tkshm("watch", "--key", key, "--seconds", str(STILL_AFTER_S + 2))
+    assert result.returncode == 0, result
+    assert [line.split()[0] for line in result.stdout.splitlines()][-1] == "total"
+    # Said once, a report after the image had been up for STILL_AFTER_S.
+    assert re.fullmatch(
+        rf"tkshm watch: this key holds a still image \(20x10, generation 1, published \d+ s ago by "
+        rf"process {put.proc.pid}, which keeps it there\), not a stream; waiting for its next publish\.\n",
+        result.stderr,
+    ), result.stderr
+
+
+def test_play_refuses_to_publish_where_another_live_process_streams_unless_forced(
+    key: str, started: list[Running | Reader]
+) -> None:
+    pattern = ["play", "--key", key, "--pattern", "--size", "64x48", "--fps", "20"]
+    first = start(started, *pattern)
+    first.line()
+    second = tkshm(*pattern, "--frames", "3")
+    line = assert_one_line_error(second, f"process {first.proc.pid} is already publishing under key {key!r}")
+    assert line.startswith("tkshm play: ") and "--force" in line
+    assert second.stdout == ""
+    forced = tkshm(*pattern, "--frames", "3", "--force")
+    assert (forced.returncode, forced.stderr) == (0, "")
+    assert forced.stdout.splitlines()[-1] == "Played 3 frames."
+    first.stop()
+    # Once the first has gone (killed, even: a dead writer's frames are no stream), play goes on.
+    again = tkshm(*pattern, "--frames", "3")
+    assert (again.returncode, again.stderr) == (0, ""), again
 
 
 @posix_only("signals; a test cannot send Ctrl+C to a Windows process without a console")
@@ -351,8 +473,34 @@ def test_watch_says_once_that_the_publisher_went_and_keeps_following_the_next_on
     first.stop()  # the watch still holds the segment, so it stays
     wait_until(lambda: json.loads(watch.line())["publisher"] == "gone", "a report that the publisher went")
     json.loads(watch.line())  # a second report while it is gone: the notice is not repeated
-    start(started, *pattern).line()
+    second = start(started, *pattern)
+    second.line()
     back = wait_until(lambda: (r := json.loads(watch.line()))["publisher"] == "alive" and r, "frames again")
     assert back["frames"] > 0
     _status, _rest, stderr = watch.stop(signal.SIGINT)
-    assert stderr.splitlines() == ["tkshm: the publisher has gone; waiting for frames under this key."]
+    assert stderr.splitlines() == [
+        "tkshm watch: the publisher has gone; waiting for frames under this key.",
+        f"tkshm watch: a publisher is back (process {second.proc.pid}); frames are coming under this "
+        "key again.",
+    ]
+
+
+def test_watch_in_text_mode_says_when_the_publisher_goes_and_when_one_is_back(
+    key: str, started: list[Running | Reader]
+) -> None:
+    pattern = ["play", "--key", key, "--pattern", "--size", "64x48", "--fps", "20"]
+    first = start(started, *pattern)
+    first.line()
+    watch = Running(command("watch", "--key", key), merged=True)  # its notices among its lines
+    started.append(watch)
+    wait_until(lambda: watch.line().startswith("last "), "a first report")
+    first.stop()
+    gone = "tkshm watch: the publisher has gone; waiting for frames under this key.\n"
+    wait_until(lambda: watch.line() == gone, "the notice that the publisher went")
+    second = start(started, *pattern)
+    second.line()
+    back = (
+        f"tkshm watch: a publisher is back (process {second.proc.pid}); frames are coming under this "
+        "key again.\n"
+    )
+    wait_until(lambda: watch.line() == back, "the notice that a publisher is back")

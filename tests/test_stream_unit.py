@@ -4,6 +4,7 @@ driven by a clock the test owns, the watch statistics, and decoding an animation
 from __future__ import annotations
 
 import random
+import struct
 import time
 from pathlib import Path
 
@@ -135,6 +136,20 @@ def test_play_stops_when_asked() -> None:
     assert stream.play(frames, publish, fake, fake.clock).published == 2  # type: ignore[arg-type]
 
 
+def test_play_stops_after_most_frames_or_seconds_from_the_first_frame() -> None:
+    frames = [stream.TimedFrame(0.1, lambda: Image.new("RGBA", (1, 1))) for _ in range(100)]
+    fake = FakeTime()
+    assert stream.play(frames, lambda im: None, fake, fake.clock, most=7).published == 7  # type: ignore[arg-type]
+    fake = FakeTime()
+    count = stream.play(frames, lambda im: None, fake, fake.clock, seconds=1.05)  # type: ignore[arg-type]
+    assert (count.published, fake.now) == (11, pytest.approx(101.05))  # frames due at 0.0 .. 1.0
+    # A frame longer than the time left: the time limit ends the wait, not the frame.
+    fake = FakeTime()
+    long = [stream.TimedFrame(60.0, lambda: Image.new("RGBA", (1, 1))) for _ in range(3)]
+    assert stream.play(long, lambda im: None, fake, fake.clock, seconds=2.0).published == 1  # type: ignore[arg-type]
+    assert fake.now == pytest.approx(102.0)
+
+
 def test_frame_duration_prefers_fps_then_the_file_then_the_default() -> None:
     assert stream.frame_duration(40, 25.0) == pytest.approx(0.04)
     assert stream.frame_duration(250, None) == 0.25
@@ -260,6 +275,20 @@ def test_a_truncated_animation_is_an_image_error_with_a_sentence(tmp_path: Path)
     cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.6)])
     with pytest.raises(ImageError, match="damaged or truncated"):
         stream.open_animation(str(cut))
+
+
+@pytest.mark.parametrize("cut", [4, 12], ids=["IndexError", "struct.error"])
+def test_a_damaged_animation_is_a_sentence_without_pythons_own_words(tmp_path: Path, cut: int) -> None:
+    whole = tmp_path / "whole.gif"
+    make_animation(whole, "GIF", [100] * 4)
+    data = whole.read_bytes()
+    second = data.index(b"\x21\xf9\x04", data.index(b"\x21\xf9\x04") + 1)  # the second frame's header
+    damaged = tmp_path / "damaged.gif"
+    damaged.write_bytes(data[: second + cut])
+    with pytest.raises(ImageError) as raised:
+        stream.open_animation(str(damaged))
+    assert str(raised.value) == f"{damaged} is damaged or truncated and cannot be decoded."
+    assert isinstance(raised.value.__cause__, (IndexError, struct.error))  # what Pillow raised
 
 
 @pytest.mark.parametrize("name", ["png_bomb", "gif_bomb"])

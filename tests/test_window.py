@@ -343,6 +343,22 @@ def test_a_demo_window_says_its_role_in_its_title_and_first_message(
     assert text(app.label).startswith(first)
 
 
+@pytest.mark.parametrize("lang", ["en", "zh_CN"])
+@pytest.mark.parametrize("role", [None, "display"])
+def test_beside_the_demos_stream_no_window_asks_for_a_load(
+    make_app: AppFactory, role: str | None, lang: str
+) -> None:
+    """The player would overwrite a loaded image within a frame: the windows say what the
+    stream demo shows instead (tkshm demo --pattern / --play)."""
+    app = make_app(role=role, lang=lang, stream=True)
+    words = text(app.label)
+    assert "Load Image From File" not in words and "从文件加载图片" not in words
+    if lang == "en":
+        assert ("This window follows the stream" if role else "tkshm play publishes a stream") in words
+    else:
+        assert "tkshm play" in words and ("跟随" in words)
+
+
 def test_a_demo_window_says_its_role_in_chinese(make_app: AppFactory) -> None:
     app = make_app(role="publish", lang="zh_CN")
     assert app.root.title() == "共享内存示例 · 发布"

@@ -16,9 +16,11 @@ import os
 import shlex
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
-from typing import Final
+from typing import Any, Final
 
 from PIL import Image
 
@@ -46,10 +48,20 @@ _ICO_MAX: Final = 256
 _RESIZING_FORMATS: Final = frozenset({"ICNS"})
 _PATTERN_SIZE: Final = (1920, 1080)
 _PATTERN_FPS: Final = 60.0
+# The commands whose messages start with their own name (tkshm play: ...): they run for a
+# while next to others (the demo's player, a watch), so a line says which one spoke.
+_OWN_PREFIX: Final = frozenset({"play", "watch"})
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (plus the usual hint), never the whole usage."""
+    """argparse, but a usage error is one line (plus the usual hint), never the whole usage.
+
+    ``commands`` holds the subcommands' parsers, so that a check made after parsing can
+    refuse in the subcommand's name (``tkshm play: ...``), as argparse itself does."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.commands: dict[str, argparse.ArgumentParser] = {}
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(EXIT_USAGE, f"{self.prog}: {message} (see '{self.prog} --help')\n")
@@ -69,7 +81,7 @@ def _add_common(
     )  # fmt: skip
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> _Parser:
     parser = _Parser(
         prog="tkshm",
         description="Share one image between programs through named shared memory. "
@@ -86,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     ) -> argparse.ArgumentParser:
         # help (one line in "tkshm --help") is also the description of "tkshm NAME --help".
         sub = commands.add_parser(name, help=help, description=help)
+        parser.commands[name] = sub
         if common:
             _add_common(sub, key_help=key_help)
         return sub
@@ -93,6 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
     put = command("put", "Publish an image; stay attached until Ctrl+C.")
     put.add_argument("image", help="image file to publish")
     play = command("play", "Publish an animation, or a moving test pattern, frame by frame.")
+    play.description = (
+        "Publish an animation, or a moving test pattern, frame by frame, each when it is due: "
+        "a frame whose time has passed when it comes up is dropped, not shown late, so the "
+        "stream keeps time. A still image (one frame) is published once and held, as put does. "
+        "Ctrl+C (or SIGTERM) stops it and detaches; so do --once, --duration and --frames. "
+        "Another process already publishing under the key is refused (see --force)."
+    )
     play.add_argument(
         "file", nargs="?", metavar="FILE",
         help="animated GIF, APNG, WebP or multi-page TIFF, each frame shown for its own duration",
@@ -116,7 +136,22 @@ def build_parser() -> argparse.ArgumentParser:
     looping.add_argument(
         "--once", dest="loop", action="store_false", help="play the file once, then detach and exit"
     )
+    play.add_argument(
+        "--duration", type=_play_seconds, metavar="SECONDS", help="stop after SECONDS (default: Ctrl+C)"
+    )
+    play.add_argument(
+        "--frames", type=_frame_count, metavar="N", help="stop after publishing N frames (default: Ctrl+C)"
+    )
+    play.add_argument(
+        "--force", action="store_true",
+        help="publish even while another process is publishing under the key (their frames mix)",
+    )  # fmt: skip
     watch = command("watch", "Follow a stream and print its frame rate, gaps and latency each second.")
+    watch.description = (
+        "Follow a stream and print its frame rate, gaps and latency each second. A key nothing "
+        "is published under yet is waited for, as is the next publisher when one goes. "
+        "Ctrl+C (or --seconds) stops it, and it prints the summary of the whole watch."
+    )
     watch.add_argument("--json", action="store_true", help="print one JSON object per line instead of text")
     watch.add_argument("--seconds", type=_seconds, metavar="N", help="stop after N seconds (default: Ctrl+C)")
     get = command("get", "Copy the published image out and save it.")
@@ -147,6 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
     window.add_argument(
         "--follow", action="store_true", help="open with Follow changes (F5) on: show each new image or frame"
     )
+    window.add_argument(
+        "--stream", action="store_true",
+        help="say that tkshm play publishes a stream under the key (the demo's, with --play or --pattern)",
+    )  # fmt: skip
     demo = command("demo", "Two traced windows on a fresh key, for a class.", common=False)
     demo.description = (
         "For a classroom: open two windows side by side on a fresh key, each showing the IPC trace "
@@ -201,6 +240,16 @@ def _seconds(text: str) -> float:
     return _positive(text, "the seconds to watch")
 
 
+def _play_seconds(text: str) -> float:
+    return _positive(text, "the seconds to play")
+
+
+def _frame_count(text: str) -> int:
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"{text!r}: the frames to publish must be a whole number above 0")
+
+
 def available_languages() -> list[str]:
     """``en`` and every language with a compiled catalogue in ``tkshm/locale``."""
     found = []
@@ -221,9 +270,11 @@ def _language(lang: str) -> str | None:
     return None
 
 
-def _check_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Refuse an option the command would ignore, in one line that says why."""
+def _check_options(top: _Parser, args: argparse.Namespace) -> None:
+    """Refuse an option the command would ignore, in one line that says why (in the
+    command's name for play and watch, whose every error starts ``tkshm play:``)."""
     command = args.command or "gui"
+    parser = top.commands[command] if command in _OWN_PREFIX else top
     if args.key is not None and command not in _USES_KEY:
         if command == "clean":
             parser.error(
@@ -249,7 +300,7 @@ def _check_options(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         if not args.pattern and args.size is not None:
             parser.error("--size is the test pattern's; a file is played at its own size")
         if args.pattern and not args.loop:
-            parser.error("the test pattern never ends; it takes no --once")
+            parser.error("the test pattern never ends; it takes no --once (--duration or --frames end it)")
         if args.pattern:
             problem = stream.pattern_size_problem(*(args.size or _PATTERN_SIZE))
             if problem is not None:
@@ -273,7 +324,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # as parse_args says it, but in the subcommand's name for play and watch
+        speaker = parser.commands[args.command] if args.command in _OWN_PREFIX else parser
+        speaker.error(f"unrecognized arguments: {' '.join(extra)}")
     _check_options(parser, args)
     args.every_key = getattr(args, "every_key", False) and args.key is None
     if args.key is None and args.command != "demo":  # the demo makes a fresh key of its own
@@ -281,15 +335,16 @@ def _run(argv: Sequence[str] | None) -> int:
     handler = _COMMANDS.get(args.command or "gui")
     assert handler is not None
     printer = trace.to_stream(sys.stderr) if getattr(args, "trace", False) else None
+    prog = f"tkshm {args.command}" if args.command in _OWN_PREFIX else "tkshm"
     try:
         return handler(args)
     except SegmentNotFoundError as exc:
         # The library's sentence is Qt's, for the window ("Load an image first."); here the
         # user is at a shell prompt, so tell them the command that publishes.
         key = _printable(repr(exc.key))
-        return _fail(f"nothing is published under key {key}; publish one with {_put_hint(exc.key)}.")
+        return _fail(f"nothing is published under key {key}; publish one with {_put_hint(exc.key)}.", prog)
     except TkshmError as exc:
-        return _fail(str(exc))
+        return _fail(str(exc), prog)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     finally:
@@ -323,9 +378,13 @@ def _printable(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
-def _fail(message: str) -> int:
-    print(f"tkshm: {' '.join(message.split())}", file=sys.stderr)
+def _fail(message: str, prog: str = "tkshm") -> int:
+    print(f"{prog}: {' '.join(message.split())}", file=sys.stderr)
     return EXIT_ERROR
+
+
+def _frames(count: int) -> str:
+    return "1 frame" if count == 1 else f"{count} frames"
 
 
 def _put(args: argparse.Namespace) -> int:
@@ -402,6 +461,7 @@ def _decoding_quietly() -> Iterator[None]:
 
 
 def _play(args: argparse.Namespace) -> int:
+    still = False
     if args.pattern:
         width, height = args.size or _PATTERN_SIZE
         fps = args.fps or _PATTERN_FPS
@@ -411,48 +471,86 @@ def _play(args: argparse.Namespace) -> int:
     else:
         with _decoding_quietly():
             animation = stream.open_animation(args.file)
-        frames = animation.frames(args.fps, args.loop)
-        count = f"{animation.frame_count} frames" if animation.frame_count != 1 else "1 frame"
+        width, height = animation.size
+        # One frame is a still: published once and held, as put holds it. Publishing it again
+        # ten times a second would only wake every follower to copy the same pixels.
+        still = animation.frame_count == 1 and args.loop
+        frames = animation.frames(args.fps, loop=args.loop and not still)
         rate = f" at {args.fps:g} fps" if args.fps else ""
         how = "looping" if args.loop else "once"
-        width, height = animation.size
-        what = f"{_printable(args.file)} ({width}x{height}, {count}{rate}, {how})"
+        what = f"{_printable(args.file)} ({width}x{height}, {_frames(animation.frame_count)}{rate}, {how})"
         # Frames too many to decode up front are decoded as they play: fold what a decoder
         # prints then into the error too (not with --trace: it writes to stderr all along).
         streaming = not animation.cached and not args.trace
         decoding = _decoding_quietly() if streaming else contextlib.nullcontext()
+    if not args.force:
+        other = stream.other_publisher(args.key)
+        if other is not None:
+            return _fail(
+                f"process {other.pid} is already publishing under key {_printable(repr(args.key))} "
+                f"(its newest frame is {other.age_s:.1f} s old), and two publishers mix their frames; "
+                "stop it first, or pass --force to publish there anyway.",
+                "tkshm play",
+            )
     publisher = stream.Publisher(args.key)
 
     def publish(image: Image.Image) -> None:
         info = publisher.publish(image)
         if info is publisher.first:
             # One write (the demo's windows may share this output): see Dialog._event.
-            sys.stdout.write(
-                f"Playing {what} under key {_printable(repr(args.key))}, from generation "
-                f"{info.generation}. Press Ctrl+C to stop.\n"
-            )
+            key = _printable(repr(args.key))
+            if still:
+                line = (
+                    f"{_printable(args.file)} ({width}x{height}) is a still image, not an animation: "
+                    f"published once under key {key}, generation {info.generation}, and held "
+                    "as tkshm put holds it. Press Ctrl+C to stop."
+                )
+            else:
+                line = (
+                    f"Playing {what} under key {key}, from generation {info.generation}. "
+                    "Press Ctrl+C to stop."
+                )
+            sys.stdout.write(line + "\n")
             sys.stdout.flush()
 
     # As for put: the segment is detached inside the stop_requests block (see _put).
     with stop_requests() as stop:
         try:
             with decoding:
-                played = stream.play(frames, publish, stop)
+                played = stream.play(frames, publish, stop, most=args.frames, seconds=args.duration)
+            if still and played.published and args.frames is None:
+                _hold(stop, args.duration)
         finally:
             publisher.close()
     verb = "Stopped after publishing" if stop.is_set() else "Played"
     dropped = f", {played.dropped} dropped to keep time" if played.dropped else ""
-    print(f"{verb} {played.published} frames{dropped}.")
+    print(f"{verb} {_frames(played.published)}{dropped}.")
     return 0
+
+
+def _hold(stop: threading.Event, seconds: float | None) -> None:
+    """Keep a still published until Ctrl+C, or for ``seconds`` (``play --duration``)."""
+    end = None if seconds is None else time.monotonic() + seconds
+    while not stop.wait(0.5 if end is None else max(0.0, min(0.5, end - time.monotonic()))):
+        if end is not None and time.monotonic() >= end:
+            return  # a timed wait lets signal handlers run promptly, as in _put
 
 
 def _watch(args: argparse.Namespace) -> int:
     def notice(text: str) -> None:
-        print(f"tkshm: {text}.", file=sys.stderr, flush=True)
+        print(f"tkshm watch: {text}.", file=sys.stderr, flush=True)
 
     with stop_requests() as stop:
-        watching.watch(args.key, sys.stdout, stop, as_json=args.json, seconds=args.seconds, say=notice)
+        watching.watch(
+            args.key, sys.stdout, stop, as_json=args.json, seconds=args.seconds, say=notice,
+            publish_hint=_play_hint(args.key),
+        )  # fmt: skip
     return 0
+
+
+def _play_hint(key: str) -> str:
+    command = "tkshm play FILE" if key == ipc.DEFAULT_KEY else f"tkshm play --key {shlex.quote(key)} FILE"
+    return f"`{_printable(command)}`"
 
 
 @functools.cache
@@ -635,7 +733,7 @@ def _gui(args: argparse.Namespace) -> int:
             key=args.key, lang=args.lang, geometry=getattr(args, "geometry", None),
             show_trace=args.trace, suggest=getattr(args, "suggest", None),
             zoom=getattr(args, "zoom", 1.0), role=getattr(args, "role", None),
-            follow=getattr(args, "follow", False),
+            follow=getattr(args, "follow", False), stream=getattr(args, "stream", False),
         )  # fmt: skip
 
     return _windowed(open_window)

@@ -9,6 +9,8 @@ attached, the lock taken and released, and the last detach remove the segment.
 With ``--play FILE`` or ``--pattern`` a third process, ``tkshm play``, publishes a stream of
 frames under the same key, and the right window starts with Follow changes on: the class
 watches video go through shared memory, and can kill the player to see the window notice.
+Nobody is then told to press Load (the next frame would overwrite the image at once): the
+introduction and both windows' first messages say what the stream demo shows instead.
 """
 
 from __future__ import annotations
@@ -91,25 +93,39 @@ def introduction(
     key: str, pids: tuple[int, int], lang: str | None = None, player: tuple[int, str] | None = None
 ) -> str:
     """What the terminal says when the windows open, in the windows' language; ``player``
-    is the process id of ``tkshm play`` and what it plays, if the demo started one."""
+    is the process id of ``tkshm play`` and what it plays, if the demo started one.
+
+    With a player the lesson is the stream, and nobody is told to press Load: the player
+    would overwrite the loaded image within a frame."""
     tr = translation(lang).gettext
-    plays: tuple[str, ...] = ()
-    if player is not None:
-        plays = (
-            tr(
-                "Process {pid} plays {source} under the same key; the right window follows it "
-                "(Follow changes is on)."
-            ).format(pid=player[0], source=player[1]),
-        )
-    return "\n".join(
-        (
+    display = tr("Display Image From Shared Memory")
+    if player is None:
+        steps = (
             tr(
                 "Two windows on key {key}: process {left} on the left publishes, "
                 "process {right} on the right displays."
             ).format(key=repr(key), left=pids[0], right=pids[1]),
             tr("Left: press {load} and open the sample image.").format(load=tr("Load Image From File...")),
-            tr("Right: press {display}.").format(display=tr("Display Image From Shared Memory")),
-            *plays,
+            tr("Right: press {display}.").format(display=display),
+        )
+    else:
+        steps = (
+            tr(
+                "Two windows on key {key}, and a stream: process {left} on the left, "
+                "process {right} on the right."
+            ).format(key=repr(key), left=pids[0], right=pids[1]),
+            tr(
+                "Process {pid} plays {source} under the same key; the right window follows it "
+                "(Follow changes is on)."
+            ).format(pid=player[0], source=player[1]),
+            tr(
+                "Left: press {display} to copy out the frame of the moment; an image loaded "
+                "there would be overwritten by the next frame."
+            ).format(display=display),
+        )
+    return "\n".join(
+        (
+            *steps,
             tr("Each step of the protocol is printed below and in each window's trace pane."),
             tr("Close both windows, or press Ctrl+C here, to end the demo."),
         )
@@ -160,8 +176,11 @@ def run_demo(
         players.append(subprocess.Popen(play_command(key, play)))
         player = (players[0].pid, repr(play) if play is not None else tr("a moving test pattern"))
     for role, where in zip(ROLES, side_by_side(screen), strict=True):
-        follows = ["--follow"] if players and role == "display" else []
-        windows.append(subprocess.Popen([*command, "--role", role, "--geometry", where, *follows]))
+        if players:  # the player publishes; the right window follows it, the left one looks on
+            says = ["--stream", *(["--role", role, "--follow"] if role == "display" else [])]
+        else:
+            says = ["--role", role]
+        windows.append(subprocess.Popen([*command, *says, "--geometry", where]))
     # One write: the windows print to the same standard output meanwhile.
     sys.stdout.write(introduction(key, (windows[0].pid, windows[1].pid), lang, player) + "\n")
     sys.stdout.flush()

@@ -207,7 +207,19 @@ def _decoding(name: str) -> Iterator[None]:
             f"{name} is too large to decode in the memory available; load a smaller image.", name
         ) from exc
     except _DECODER_ERRORS as exc:
-        raise ImageError(f"{name} is damaged or truncated and cannot be decoded ({exc}).", name) from exc
+        raise ImageError(
+            f"{name} is damaged or truncated and cannot be decoded{_detail(exc)}.", name
+        ) from exc
+
+
+def _detail(exc: BaseException) -> str:
+    """What a decoder's exception adds for a person: Pillow's own words ("image file is
+    truncated", "decoder error -2"), in parentheses; nothing for the errors of Python's
+    lookups and arithmetic ("index out of range", a struct's "unpack requires a buffer"),
+    which are about the decoder's code, not about the file."""
+    if isinstance(exc, (IndexError, KeyError, TypeError, struct.error)) or not str(exc):
+        return ""
+    return f" ({exc})"
 
 
 @contextmanager

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -32,7 +33,7 @@ from typing import Final
 from PIL import Image, ImageDraw, ImageFont
 
 from . import ipc
-from .errors import ImageError
+from .errors import ImageError, TkshmError
 from .header import BYTES_PER_PIXEL
 from .images import MAX_PIXELS, Frame, open_frames
 from .stamp import STAMP_PIXELS, stamp
@@ -46,6 +47,9 @@ CACHE_BYTES: Final = 512 * 1024 * 1024
 # Ctrl+Z) starts a new schedule from now instead of dropping every frame it missed.
 RESYNC_S: Final = 1.0
 MAX_FPS: Final = 1000.0
+# A frame published this recently by a process that still runs: someone streams under the key.
+# Long enough for the slowest animation frames in common use (a few seconds each).
+LIVE_STREAM_S: Final = 5.0
 
 
 @dataclass(frozen=True)
@@ -93,22 +97,34 @@ def play(
     publish: Callable[[Image.Image], object],
     stop: threading.Event,
     clock: Callable[[], float] = time.monotonic,
+    most: int | None = None,
+    seconds: float | None = None,
 ) -> PlayCount:
-    """Publish each frame when it is due, until the frames end or ``stop`` is set.
+    """Publish each frame when it is due, until the frames end or ``stop`` is set, or (if
+    given) ``most`` frames are published or ``seconds`` have passed since the first frame.
 
     Waiting is ``stop.wait(timeout)``: a wait a signal handler (Ctrl+C) can end at once.
+    The time limit ends a wait too, so ``seconds`` is kept even when frames are long.
     """
     count = PlayCount()
     schedule: Schedule | None = None
+    end: float | None = None
     for frame in frames:
-        if stop.is_set():
+        if stop.is_set() or (most is not None and count.published >= most):
             break
         # The clock starts at the first frame: opening and decoding it is not lateness.
-        schedule = schedule or Schedule(clock())
+        if schedule is None:
+            schedule = Schedule(clock())
+            end = None if seconds is None else clock() + seconds
         due = schedule.next(frame.duration_s, clock())
         if due is None:
+            if end is not None and clock() >= end:
+                break
             count.dropped += 1
             continue
+        if end is not None and due >= end:
+            stop.wait(max(0.0, end - clock()))  # the time is up before this frame is due
+            break
         if stop.wait(max(0.0, due - clock())):
             break
         publish(frame.render())
@@ -298,6 +314,34 @@ def pattern_size_problem(width: int, height: int) -> str | None:
 
 
 # -- the segment, as a stream sees it ---------------------------------------------------------
+@dataclass(frozen=True)
+class OtherPublisher:
+    """Another process publishing under the key: its id, and how old its newest frame is."""
+
+    pid: int
+    age_s: float
+
+
+def other_publisher(key: str, recent_s: float = LIVE_STREAM_S) -> OtherPublisher | None:
+    """The live process that published a frame under ``key`` in the last ``recent_s``
+    seconds, if it is not this one; else None (nothing published, its writer gone, or an
+    image left there long ago, which a new stream may replace as a Load would).
+
+    Two publishers on one key take turns in the same segment, so a reader sees their frames
+    mixed; nothing in the segment forbids it (any process may publish), so ``play`` asks.
+    """
+    try:
+        with ipc.Segment.attach(key) as segment:
+            info = segment.info()
+            alive = segment.publisher_alive()
+    except TkshmError:  # nothing published (or a damaged segment, which create deals with)
+        return None
+    age_s = max(0.0, (time.time_ns() - info.write_time_ns) / 1e9)
+    if not alive or info.writer_pid in (0, os.getpid()) or age_s > recent_s:
+        return None
+    return OtherPublisher(info.writer_pid, age_s)
+
+
 class Publisher:
     """Publishes frames under a key; creates the segment at the first frame, sized for it.
 

@@ -23,9 +23,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Final, TextIO
 
-from .errors import IncompleteImageError
+from .errors import IncompleteImageError, SegmentNotFoundError
 from .stamp import Stamp, read_stamps
-from .stream import Follower
+from .stream import LIVE_STREAM_S, Follower
 
 # Latencies kept for the final summary's percentiles: an hour at 60 fps fits, in 1.7 MB.
 MAX_SAMPLES: Final = 250_000
@@ -33,6 +33,9 @@ REPORT_EVERY_S: Final = 1.0
 # How long one wait for a new frame lasts at most: the stop request and the clock are looked
 # at between waits.
 _WAIT_S: Final = 0.05
+# A key whose newest frame is this old, its publisher still running, holds a still (a put, a
+# window's Load), not a stream: the same line play draws before it refuses a second publisher.
+STILL_AFTER_S: Final = LIVE_STREAM_S
 
 
 def percentile(sorted_values: Sequence[int], fraction: float) -> int | None:
@@ -55,7 +58,7 @@ class Report:
     latency_p99_ms: float | None
     latency_from: str | None  # "stamp", "header", or None when no frame came
     torn: int | None  # None: no stamped frame, so tearing could not be checked
-    publisher: str  # "alive", "gone", or "unknown"
+    publisher: str  # "alive", "gone", "unknown", or "none" (nothing published yet)
     summary: bool = False
 
     def as_dict(self) -> dict[str, Any]:
@@ -165,25 +168,34 @@ def watch(
     seconds: float | None = None,
     say: Callable[[str], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    publish_hint: str = "tkshm play",
 ) -> Report:
-    """Attach to ``key`` and print a report each second until ``stop`` is set or ``seconds``
-    have passed; return the summary (printed too). ``say`` gets the one-off notices (the
-    publisher went away, came back)."""
+    """Follow ``key`` and print a report each second until ``stop`` is set or ``seconds``
+    have passed; return the summary (printed too). ``say`` gets the one-off notices: nothing
+    is published yet (``publish_hint`` names the command that would), the key holds a still,
+    the publisher went away, a publisher came back.
+
+    A key nothing is published under is waited for, as the window waits, and as a watch
+    waits for the next publisher once one goes: a watch started before its stream is a
+    normal way to begin, not a mistake. Until then the reports say ``publisher: "none"``.
+    """
 
     def emit(report: Report) -> None:
         print(json.dumps(report.as_dict()) if as_json else report.text(), file=out, flush=True)
 
-    follower = Follower(key)  # SegmentNotFoundError if nothing is published
+    def notice(text: str) -> None:
+        if say is not None:
+            say(text)
+
+    start = clock()
+    stats = Statistics(start)
+    end = None if seconds is None else start + seconds
+    next_report = start + REPORT_EVERY_S
+    follower: Follower | None = None
+    generation = 0
+    publisher = "none"
+    said: str | None = None  # the state last told: "waiting", "still", "gone" or "alive"
     try:
-        start = clock()
-        stats = Statistics(start)
-        end = None if seconds is None else start + seconds
-        next_report = start + REPORT_EVERY_S
-        # The frame already there is not counted: its latency would be its age.
-        generation = follower.generation()
-        stats.begin_at(generation)
-        gone_said = False
-        publisher = "unknown"
         while not stop.is_set():
             now = clock()
             if end is not None and now >= end:
@@ -191,24 +203,36 @@ def watch(
             wait = min(_WAIT_S, max(0.0, next_report - now))
             if end is not None:
                 wait = min(wait, max(0.0, end - now))
-            newest = follower.wait_for_change(generation, wait)
-            if newest > generation:
-                try:
-                    received = follower.read()
-                except IncompleteImageError:  # its writer died mid-copy; the next write repairs it
-                    generation = newest
-                    continue
-                read_ns = time.time_ns()
-                generation = received.generation
-                latency, torn = measure(read_stamps(received.image), received.write_time_ns, read_ns)
-                stats.frame(received.generation, latency, torn)
+            if follower is None:
+                follower = _attached(key)
+                if follower is None:
+                    if said is None:
+                        said = "waiting"
+                        notice(
+                            f"nothing is published under key {key!r} yet; waiting for a publisher "
+                            f"(start one with {publish_hint})"
+                        )
+                    stop.wait(wait)
+                else:
+                    # The frame already there is not counted: its latency would be its age.
+                    generation = follower.generation()
+                    stats.begin_at(generation)
+            if follower is not None:
+                newest = follower.wait_for_change(generation, wait)
+                if newest > generation:
+                    try:
+                        received = follower.read()
+                    except IncompleteImageError:  # its writer died mid-copy; the next write repairs it
+                        generation = newest
+                        continue
+                    read_ns = time.time_ns()
+                    generation = received.generation
+                    latency, torn = measure(read_stamps(received.image), received.write_time_ns, read_ns)
+                    stats.frame(received.generation, latency, torn)
             now = clock()
             if now >= next_report:
-                alive = follower.publisher_alive()
-                publisher = "unknown" if alive is None else ("alive" if alive else "gone")
-                if alive is False and not gone_said and say is not None:
-                    say("the publisher has gone; waiting for frames under this key")
-                gone_said = alive is False
+                if follower is not None:
+                    publisher, said = _tell_state(follower, said, notice)
                 emit(stats.report(now, publisher))
                 # The next report is due a whole second after this one was, not after now:
                 # no drift; after a stall, skip the reports that were missed.
@@ -217,4 +241,44 @@ def watch(
         emit(summary)
         return summary
     finally:
-        follower.close()
+        if follower is not None:
+            follower.close()
+
+
+def _attached(key: str) -> Follower | None:
+    """A follower of ``key``, or None while nothing is published under it."""
+    try:
+        return Follower(key)
+    except SegmentNotFoundError:
+        return None
+
+
+def _tell_state(
+    follower: Follower, said: str | None, notice: Callable[[str], None]
+) -> tuple[str, str | None]:
+    """The publisher's state for the report ("alive", "gone", "unknown"), and the state told
+    so far, after telling (once each time it changes) that the key holds a still, that the
+    publisher has gone, or that one is back after a still, a wait or a departure."""
+    alive = follower.publisher_alive()
+    publisher = "unknown" if alive is None else ("alive" if alive else "gone")
+    if alive is None:
+        return publisher, said
+    if not alive:
+        if said != "gone":
+            notice("the publisher has gone; waiting for frames under this key")
+        return publisher, "gone"
+    info = follower.segment.info()
+    age_s = (time.time_ns() - info.write_time_ns) / 1e9
+    if age_s >= STILL_AFTER_S:
+        if said != "still":
+            notice(
+                f"this key holds a still image ({info.width}x{info.height}, generation "
+                f"{info.generation}, published {age_s:.0f} s ago by process {info.writer_pid}, "
+                "which keeps it there), not a stream; waiting for its next publish"
+            )
+        return publisher, "still"
+    if said in ("gone", "still"):
+        notice(f"a publisher is back (process {info.writer_pid}); frames are coming under this key again")
+    elif said == "waiting":
+        notice(f"process {info.writer_pid} publishes under this key now; following it")
+    return publisher, "alive"

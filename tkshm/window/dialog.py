@@ -79,11 +79,13 @@ class Dialog:
         zoom: float = 1.0,
         role: str | None = None,
         follow: bool = False,
+        stream: bool = False,
     ) -> None:
         self.root = root
         self.key = key
         self.suggest = suggest
         self.role = role
+        self.stream = stream  # tkshm play publishes under the key (the demo's --play/--pattern)
         self.tr = translation(lang).gettext
         self.events = os.environ.get("TKSHM_TEST_EVENTS") == "1" if events is None else events
         self.worker = Worker()
@@ -292,6 +294,20 @@ class Dialog:
 
     def _first_message(self) -> str:
         tr = self.tr
+        if self.stream:
+            # The demo plays a stream: an image loaded here would be overwritten within a
+            # frame, so neither window asks for a Load.
+            if self.role == "display":
+                return tr(
+                    "This window follows the stream that tkshm play publishes under this key "
+                    "(Follow changes is on): each new frame is shown as it comes, with the "
+                    "frame rate and latency below."
+                )
+            return tr(
+                "tkshm play publishes a stream under this key, and the other window follows "
+                "it. Press Display Image From Shared Memory to copy out the frame of the "
+                "moment; an image loaded here would be overwritten by the next frame."
+            )
         if self.role == "publish":
             return tr(
                 "This window publishes: press Load Image From File... and open the image the "

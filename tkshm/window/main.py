@@ -20,6 +20,7 @@ def run(
     zoom: float = 1.0,
     role: str | None = None,
     follow: bool = False,
+    stream: bool = False,
 ) -> int:
     """Open the window and run Tk's main loop until it is closed; return the exit status.
 
@@ -35,7 +36,7 @@ def run(
     root = tk.Tk(className="tkshm")
     app = Dialog(
         root, key=key, lang=lang, geometry=geometry, show_trace=show_trace, suggest=suggest,
-        zoom=zoom, role=role, follow=follow,
+        zoom=zoom, role=role, follow=follow, stream=stream,
     )  # fmt: skip
 
     def request_close(signum: int, frame: object) -> None:
