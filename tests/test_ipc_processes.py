@@ -450,12 +450,12 @@ def test_concurrent_writers_and_readers_never_see_a_torn_image(key: str, peers: 
     assert files_for(key) == []
 
 
-def test_list_never_reports_a_segment_that_is_being_written_as_damaged(
+def test_list_describes_the_newest_complete_frame_with_its_key_while_a_writer_rewrites_the_header(
     isolated_dir: str, key: str, peer: Peer
 ) -> None:
-    # A race with a real writer shows this only now and then (a few times per 100,000 lists
-    # on two idle cores); the peer freezes the moment instead: it holds the exclusive lock,
-    # as a writer does, with the header half-copied.
+    # A race with a real writer (tkshm play at 4K) shows this in a third of the lists; the
+    # peer freezes the moment instead: it holds the exclusive lock, as a writer does, with
+    # the header half-copied.
     peer.call("publish", key=key, width=64, height=48, seed=1)
     peer.call("hold_lock", key=key, exclusive=True)
     peer.call("tear_header", key=key)
@@ -464,4 +464,5 @@ def test_list_never_reports_a_segment_that_is_being_written_as_damaged(
             pass
         (listed,) = ipc.list_segments()
     assert listed.in_use
-    assert listed.state != "damaged", "a healthy segment, mid-write, was listed as damaged"
+    described = (listed.key, listed.state, listed.width, listed.height, listed.generation)
+    assert described == (key, "ready", 64, 48, 1)

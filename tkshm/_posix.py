@@ -381,8 +381,9 @@ def list_entries(only: str | None = None) -> Iterator[tuple[str, str, int, bool,
     ``only``, for that segment's file alone).
 
     ``in_use`` is False for an orphan: a file whose presence lock nobody holds. The header
-    page is read under a non-blocking shared data lock; it is None while a writer holds the
-    lock, so a header caught half-rewritten is never mistaken for a damaged one.
+    page is read without a lock, whatever a writer is doing: the header names the newest
+    complete frame until the next one is whole, and a copy caught half-rewritten has its
+    backup (``tkshm.header``).
     """
     try:
         dir_path, dir_fd = open_directory(create=False)
@@ -402,25 +403,12 @@ def list_entries(only: str | None = None) -> Iterator[tuple[str, str, int, bool,
             try:
                 in_use = not _try_flock(fd, fcntl.LOCK_EX)
                 size = os.fstat(fd).st_size
-                page = _read_header_page(dir_path, dir_fd, name, fd)
+                page = os.pread(fd, HEADER_SIZE, 0)
             finally:
                 os.close(fd)  # closing drops any lock we took
             yield name, os.path.join(dir_path, entry), size, in_use, page
     finally:
         os.close(dir_fd)
-
-
-def _read_header_page(dir_path: str, dir_fd: int, name: str, seg_fd: int) -> bytes | None:
-    try:
-        lock_fd = _open_file(dir_path, dir_fd, name + LOCK_SUFFIX, 0)
-    except (FileNotFoundError, TkshmError):  # an orphan or a temporary file: no writer
-        return os.pread(seg_fd, HEADER_SIZE, 0)
-    try:
-        if not _try_flock(lock_fd, fcntl.LOCK_SH):
-            return None
-        return os.pread(seg_fd, HEADER_SIZE, 0)
-    finally:
-        os.close(lock_fd)
 
 
 def _remove_if_orphaned(dir_path: str, dir_fd: int, entry: str) -> bool:

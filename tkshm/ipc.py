@@ -544,8 +544,9 @@ def list_segments() -> list[SegmentInfo]:
     """This user's segments, in use or orphaned, from their headers (never waiting on a lock).
 
     An orphan is a segment whose every holder has gone (killed, typically); it is listed as
-    such, and ``clean`` or the next attach or create removes it. A segment being written
-    right now is listed as ``writing``; a file still being created as ``temporary``.
+    such, and ``clean`` or the next attach or create removes it. While a writer writes, a
+    segment is listed with its newest complete frame (``writing`` only while its very first
+    is being written); a file still being created is ``temporary``.
     """
     return _listed(None)
 
@@ -555,7 +556,7 @@ def _listed(only: str | None) -> list[SegmentInfo]:
     found: list[SegmentInfo] = []
     for name, path, size, in_use, page in _backend.list_entries(only):
         trace.step("list: %s is %s", path, "in use" if in_use else "orphaned: no process is attached to it")
-        if page is None:  # a writer holds the lock (or, on Windows, only a lock file is left)
+        if page is None:  # (Windows) only a lock file is left, or a header caught half-written
             state, key = ("writing" if in_use else "gone"), None
         else:
             key = read_key(page)
