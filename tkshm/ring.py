@@ -210,7 +210,7 @@ class Leases:
         mapping = self.mapping()
         # Slicing an mmap copies 76 bytes; a memoryview would stay exported inside the
         # traceback of a CorruptSegmentError and make the mapping impossible to close.
-        return read_header(mapping[:HEADER_SIZE], len(mapping))
+        return read_header(mapping, len(mapping))
 
     def fresh_header(self, started: float, timeout: float) -> Header:
         """The header, read without a lock: mapped again if the file grew, and read again if
