@@ -208,6 +208,21 @@ def test_a_still_written_again_takes_turns_in_two_slots_and_a_lock_exclusive_blo
             reader.read_image(timeout=0.05)
 
 
+def test_a_view_refuses_to_be_written_instead_of_changing_a_silent_copy(key: str) -> None:
+    with ipc.publish(pattern(16, 16, 3), key=key) as segment, segment.view() as image:
+        for write in (
+            lambda: image.paste((1, 2, 3, 4), (0, 0, 4, 4)),
+            lambda: image.putpixel((0, 0), (1, 2, 3, 4)),
+            lambda: image.putalpha(7),
+            lambda: image.putdata([(1, 2, 3, 4)] * 256),
+        ):
+            with pytest.raises(ImageError, match="view of the frame in shared memory"):
+                write()
+        assert seed_of(image.copy()) == 3  # untouched, and copies are free to change
+        copy = image.copy()
+        copy.putpixel((0, 0), (1, 2, 3, 4))
+
+
 def test_detaching_inside_a_view_block_closes_the_view_and_the_mapping(key: str) -> None:
     with ipc.publish(pattern(16, 16, 3), key=key), ipc.Segment.attach(key) as reader:
         with reader.view() as image:

@@ -8,7 +8,7 @@ no wrapper outlives the call that made it -- except a :func:`view`, which its ca
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from PIL import Image
 
@@ -80,12 +80,26 @@ def copy_out_into(mapping: Any, offset: int, into: Image.Image) -> None:
     through_pixels(mapping, offset, into.width, into.height, lambda pixels: into.paste(pixels, (0, 0)))
 
 
+# Pillow's own writes into an image. On one made by frombuffer (read-only) each would copy the
+# whole frame first, silently, and change the copy: a view refuses them instead.
+_WRITES: Final = ("paste", "putpixel", "putalpha", "putdata")
+
+
 def view(mapping: Any, slot: Slot) -> tuple[Image.Image, memoryview]:
     """The slot's pixels as a read-only image over the mapping itself, with the buffer it
-    holds; :func:`close_view` ends both."""
+    holds; :func:`close_view` ends both. Its write methods raise :class:`ImageError`."""
     buffer = memoryview(mapping)[slot.offset : slot.offset + slot.payload_length]
     image = Image.frombuffer("RGBA", (slot.width, slot.height), buffer, "raw", "RGBA", 0, 1)  # type: ignore[arg-type]
+    for name in _WRITES:
+        setattr(image, name, _refuse_write)
     return image, buffer
+
+
+def _refuse_write(*args: object, **kwargs: object) -> None:
+    raise ImageError(
+        "This image is a view of the frame in shared memory and cannot be changed; "
+        "change a copy of it (image.copy()) instead."
+    )
 
 
 def close_view(image: Image.Image, buffer: memoryview) -> None:
