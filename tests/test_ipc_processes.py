@@ -153,7 +153,7 @@ def test_segment_exists_while_its_holder_is_attached_and_is_removed_when_it_deta
     assert_held(key)  # a reader does not end it
     assert peer.call("detach", key=key)["removed"] is True
     assert files_for(key) == []
-    with pytest.raises(ipc.SegmentNotFoundError, match="Load an image first"):
+    with pytest.raises(ipc.SegmentNotFoundError, match="Publish an image there first"):
         ipc.read_image(key=key)
 
 
@@ -178,7 +178,7 @@ def test_reader_sees_not_found_after_last_holder_is_killed(key: str, peers: list
     assert files_for(key) != []
     answer = reader.call("read_error", key=key)
     assert answer["error"] == "SegmentNotFoundError", answer
-    assert "Load an image first" in answer["message"]
+    assert "Nothing is published under key" in answer["message"]
     assert files_for(key) == []  # the reader's attach found the orphan and removed it
     with pytest.raises(ipc.SegmentNotFoundError):
         ipc.read_image(key=key)

@@ -332,10 +332,13 @@ def test_calls_inside_a_locked_block_keep_the_lock_held(key: str, inner: str) ->
             pass  # still ours until the block ends
 
 
-def test_attach_to_a_missing_segment_says_load_an_image_first_and_creates_nothing(key: str) -> None:
-    with pytest.raises(ipc.SegmentNotFoundError, match="Load an image first") as raised:
+def test_attach_to_a_missing_segment_says_nothing_is_published_in_one_line_and_creates_nothing(
+    key: str,
+) -> None:
+    with pytest.raises(ipc.SegmentNotFoundError, match="Nothing is published under key") as raised:
         ipc.Segment.attach(key)
     assert raised.value.key == key
+    assert "\n" not in str(raised.value) and "Publish an image there first" in str(raised.value)
     with pytest.raises(ipc.SegmentNotFoundError):
         ipc.info(key=key)
     assert files_for(key) == []

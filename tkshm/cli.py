@@ -339,8 +339,8 @@ def _run(argv: Sequence[str] | None) -> int:
     try:
         return handler(args)
     except SegmentNotFoundError as exc:
-        # The library's sentence is Qt's, for the window ("Load an image first."); here the
-        # user is at a shell prompt, so tell them the command that publishes.
+        # At a shell prompt, name the command that publishes (the window says Qt's sentence,
+        # "Load an image first.").
         key = _printable(repr(exc.key))
         return _fail(f"nothing is published under key {key}; publish one with {_put_hint(exc.key)}.", prog)
     except TkshmError as exc:

@@ -43,7 +43,10 @@ class SegmentNotFoundError(TkshmError):
     """No segment exists under this key (or its last holder is gone)."""
 
     def __init__(self, key: str) -> None:
-        super().__init__(f"Unable to attach to shared memory segment {key!r}.\nLoad an image first.")
+        super().__init__(
+            f"Nothing is published under key {key!r}: no process holds a segment for it. "
+            "Publish an image there first (ipc.publish, or tkshm put)."
+        )
         self.key = key
 
 
