@@ -294,11 +294,11 @@ def test_play_and_watch_have_help_with_the_key_option(subcommand: str) -> None:
 
 
 # -- the test pattern ----------------------------------------------------------------------------
-def test_play_pattern_publishes_whole_stamped_frames_with_their_publish_time(
+def test_play_pattern_publishes_whole_frames_stamped_with_their_generation_and_publish_time(
     key: str, started: list[Running | Reader]
 ) -> None:
     play = start(started, "play", "--key", key, "--pattern", "--size", "320x240", "--fps", "30")
-    assert "the test pattern (320x240 at 30 fps, stamped)" in play.line()
+    assert "the test pattern (320x240 at 30 fps, stamped with its generation)" in play.line()
     frames = follow(started, key).wait_for(20)
     numbers = []
     for got in frames:
@@ -306,6 +306,7 @@ def test_play_pattern_publishes_whole_stamped_frames_with_their_publish_time(
         assert top is not None and top == bottom, (top, bottom)
         # Stamped just before the copy into the segment, which the header's time ends.
         assert 0 <= got.write_time_ns - top.time_ns < 2e9  # stamped, then published
+        assert top.frame_number == got.generation  # the stamp is the frame's own generation
         numbers.append(top.frame_number)
     assert numbers == sorted(set(numbers))  # each frame once, in order (a dropped one: a gap)
     assert_on_schedule(frames, [1 / 30])  # the schedule counts dropped frames too: still on time

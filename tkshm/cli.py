@@ -465,8 +465,9 @@ def _play(args: argparse.Namespace) -> int:
     if args.pattern:
         width, height = args.size or _PATTERN_SIZE
         fps = args.fps or _PATTERN_FPS
-        frames = stream.TestPattern(width, height).frames(fps)
-        what = f"the test pattern ({width}x{height} at {fps:g} fps, stamped)"
+        # Each frame is stamped with the generation it is published as (Publisher below).
+        frames = stream.TestPattern(width, height).frames(fps, lambda: publisher.next_generation())
+        what = f"the test pattern ({width}x{height} at {fps:g} fps, stamped with its generation)"
         decoding: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
     else:
         with _decoding_quietly():

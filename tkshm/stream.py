@@ -273,10 +273,18 @@ class TestPattern:
         stamp(image, frame_number, time_ns())
         return image
 
-    def frames(self, fps: float) -> Iterator[TimedFrame]:
-        """Endless timed frames at ``fps``; each is drawn only if it is not dropped."""
+    def frames(self, fps: float, numbering: Callable[[], int] | None = None) -> Iterator[TimedFrame]:
+        """Endless timed frames at ``fps``; each is drawn only if it is not dropped. Each
+        carries the number ``numbering()`` gives as it is drawn (``tkshm play``: the
+        generation it is about to be published as), else 0, 1, 2, ..."""
         for number in itertools.count():
-            yield TimedFrame(1.0 / fps, functools.partial(self.frame, number))
+            if numbering is None:
+                yield TimedFrame(1.0 / fps, functools.partial(self.frame, number))
+            else:
+                yield TimedFrame(1.0 / fps, functools.partial(self._numbered, numbering))
+
+    def _numbered(self, numbering: Callable[[], int]) -> Image.Image:
+        return self.frame(numbering())
 
 
 def _bounce(travel: int, span: int) -> int:
@@ -352,6 +360,15 @@ class Publisher:
         self.key = key
         self.segment: ipc.Segment | None = None
         self.first: ipc.SegmentInfo | None = None
+
+    def next_generation(self) -> int:
+        """The generation the next publish will have (while nobody else publishes here)."""
+        if self.segment is not None:
+            return self.segment.peek_generation() + 1
+        try:
+            return ipc.info(self.key).generation + 1
+        except ipc.SegmentNotFoundError:
+            return 1
 
     def publish(self, image: Image.Image) -> ipc.SegmentInfo:
         if self.segment is None:
