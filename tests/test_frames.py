@@ -16,10 +16,11 @@ import pytest
 from patterns import pattern, seed_of
 from peer import Peer, wait_until
 from PIL import Image
-from platforms import WINDOWS, posix_only
+from platforms import WINDOWS, overwrite_header, posix_only
 
-from tkshm import ipc
+from tkshm import frames, ipc
 from tkshm.errors import ImageError, LockTimeoutError
+from tkshm.header import RECORD_SIZE
 
 ONE_FRAME = "Windows keeps one frame under the readers-writer lock: a held frame makes writers wait"
 
@@ -206,6 +207,15 @@ def test_a_still_written_again_takes_turns_in_two_slots_and_a_lock_exclusive_blo
         assert [path for path in ipc.remains(key) if ".slot" in path][2:] == []  # never a third
         with writer.lock(exclusive=True), pytest.raises(LockTimeoutError):
             reader.read_image(timeout=0.05)
+
+
+def test_a_header_damaged_while_readers_keep_the_frames_apart_is_repaired_by_the_next_write(key: str) -> None:
+    with ipc.publish(pattern(32, 32, 1), key=key) as writer, ipc.Segment.attach(key) as reader:
+        writer.write_image(pattern(32, 32, 2))
+        frames.note_lease(writer._mapping(), missed=True)  # as a reader that found a slot taken
+        overwrite_header(writer, bytes(RECORD_SIZE))  # both copies: a hostile neighbour's zeros
+        writer.write_image(pattern(32, 32, 3))
+        assert seed_of(reader.read_image()) == 3
 
 
 def test_a_view_refuses_to_be_written_instead_of_changing_a_silent_copy(key: str) -> None:

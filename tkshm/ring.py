@@ -11,13 +11,14 @@ Two objects, one job each:
   (writers take turns under it, exclusively) and a *lease* per frame slot (a reader holds the
   newest slot's lease, shared, while it copies). Both are advisory file locks the kernel drops
   when their holder dies. It also finds the newest frame for a reader and pins it.
-* :class:`Ring` is the writer's policy: a still nobody reads goes in place into slot 0 (Qt's
-  one buffer under one lock); while readers read, each frame goes into a slot nobody holds,
-  and only then does the header name it.
+* :class:`Ring` is the writer's policy: a first frame goes in place into slot 0 (Qt's one
+  buffer under one lock); after it the newest complete frame is never written over, so that a
+  writer killed at any moment leaves it: two slots take turns, and while readers read, each
+  frame goes into a slot nobody holds. Only then does the header name it.
 
 A backend plugs in with its mapping and its lock-per-slot (:class:`Backing`) and the way it
 takes a lock (:class:`Locking`). Where a backend has no lock per slot (Windows, for now), the
-shared data lock is the one lease: one frame under a readers-writer lock.
+shared data lock is the one lease: the frames sit under a readers-writer lock.
 """
 
 from __future__ import annotations
@@ -442,7 +443,7 @@ class Ring:
         while True:
             slot = self._free_slot(newest, nbytes)
             if slot is not None:
-                return slot, True, slot.index == newest
+                return slot, True, newest is None or slot.index == newest  # (nothing to keep: in place)
             now = _TIMER()
             if now >= deadline:
                 trace.step("no frame slot free after %g s: every slot is being read", timeout)
