@@ -422,8 +422,13 @@ class Follower:
         return Received(image, frame.generation, frame.write_time_ns)
 
     def publisher_alive(self) -> bool | None:
-        """Whether the process that published the newest frame still runs."""
-        return self.segment.publisher_alive()
+        """Whether the process that published the newest frame still runs; None if the header
+        cannot say right now (a successor mapping gone on Windows, a damaged header): the next
+        read says what is wrong, in words."""
+        try:
+            return self.segment.publisher_alive()
+        except TkshmError:
+            return None
 
     def close(self) -> None:
         self.segment.detach()
