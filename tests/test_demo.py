@@ -368,7 +368,7 @@ def test_demo_with_a_play_source_has_the_right_window_follow_the_stream_and_stop
 def follows_and_ends(demo: Demo, player: int, isolated_dir: str) -> None:
     following = rf"LABEL Following key {re.escape(demo.key)}: showing generation \d+ from shared memory\."
     demo.out.wait_for(following)
-    frame = re.compile(r"FRAME gen=(\d+) fps=([\d.]+) skipped=(\d+) latency_ms=([\d.]+)")
+    frame = re.compile(r"FRAME gen=(\d+) fps=([\d.]+) skipped_per_s=([\d.]+) latency_p50_ms=([\d.]+)")
     first = int(demo.out.wait_for(frame.pattern).group(1))
     mark = len(demo.out.seen)
     later = int(demo.out.wait_for(frame.pattern, mark).group(1))

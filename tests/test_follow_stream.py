@@ -7,6 +7,7 @@ second and keeps the last frame; a new publisher on the same key is followed at 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
@@ -18,14 +19,19 @@ from commands import Running
 from patterns import seed_of
 from tk_fixtures import App, AppFactory, pump
 
-from tkshm import trace
-from tkshm.window.status import NBSP, StreamMeter
+from tkshm import figures, trace, watching
+from tkshm.cli import build_parser
+from tkshm.figures import Figures, Second
+from tkshm.i18n import translation
+from tkshm.window.picture import Picture
+from tkshm.window.status import NBSP, stream_glossary
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEADLINE = 30.0  # generous: a busy two-core machine runs other tests alongside
+NUMBER = r"(\d+(?:\.\d+)?)"
 STREAM = re.compile(
-    rf"Key: .+ · 160\u00d7120{NBSP}pixels · generation (\d+) · (\d+(?:\.\d+)?){NBSP}frames/s"
-    rf" · (\d+){NBSP}skipped · latency (\d+(?:\.\d+)?){NBSP}ms"
+    rf"Key: .+ · 160\u00d7120{NBSP}pixels · generation (\d+) · {NUMBER}{NBSP}frames/s"
+    rf" · {NUMBER}{NBSP}skipped/s · latency p50 {NUMBER}{NBSP}ms"
 )
 
 
@@ -85,22 +91,57 @@ def stream_figures(app: App) -> re.Match[str] | None:
     return STREAM.fullmatch(text(app.status))
 
 
+@contextlib.contextmanager
+def each_frame(app: App, seen: Callable[[int], object]) -> Iterator[None]:
+    """Call ``seen(generation)`` after each frame follow mode shows, while the block runs.
+    (The window is given back its own method after: a window holding a closure over itself
+    would be freed by the garbage collector, on whichever thread, not when it closes.)"""
+    show_frame = app.show_frame
+
+    def showing(picture: Picture, figures: Figures | None) -> None:
+        show_frame(picture, figures)
+        seen(picture.generation or 0)
+
+    app.show_frame = showing  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        del app.show_frame
+
+
 def pane(app: App) -> list[str]:
     return [line.split("] ", 1)[-1] for line in app.trace_pane.content().splitlines()]
 
 
 # -- the figures, without a window -----------------------------------------------------------
-def test_the_meter_counts_rate_skipped_frames_and_latency_and_forgets_a_paused_stream() -> None:
-    meter = StreamMeter()
-    assert meter.figures(0.0) is None
-    for step in range(31):  # 30 frames a second, every other generation shown
-        meter.shown(2 * step + 1, 0.004, step / 30)
-    figures = meter.figures(1.0)
-    assert figures is not None
-    assert figures.frames_per_second == pytest.approx(30, rel=0.01)
-    assert figures.skipped == 30
-    assert figures.latency_s == pytest.approx(0.004)
-    assert meter.figures(1.5) is None  # half a second without a frame: no longer a stream
+def test_the_last_second_counts_frames_and_skipped_per_second_and_latency_and_forgets_a_pause() -> None:
+    second = Second(start=0.0)
+    assert second.figures(0.0) is None
+    second.begin_at(0)  # the frame already there is not counted
+    for step in range(1, 61):  # 30 frames a second for 2 s, every other generation shown
+        second.taken(2 * step, 0.004 if step % 2 else 0.006, step / 30)
+    said = second.figures(2.0)
+    assert said is not None
+    # Only the last second counts: 30 frames shown, 30 passed over, so 60 published a second.
+    assert said.frames_per_second == pytest.approx(30)
+    assert said.skipped_per_second == pytest.approx(30)
+    assert (said.latency_p50_s, said.latency_p99_s) == (0.004, 0.006)
+    assert second.figures(2.5) is None  # half a second without a frame: no longer a stream
+    second.taken(200, 0.004, 3.6)  # a stream again, after generations 121 to 199 went unseen
+    second.taken(201, 0.004, 3.63)
+    later = second.figures(3.65)
+    assert later is not None and later.skipped_per_second == pytest.approx(79)  # not a total since 0
+
+
+def test_the_window_and_watch_explain_their_figures_in_the_same_words() -> None:
+    """Each figure's word is defined once (tkshm.figures): in the status line's tooltip and in
+    ``tkshm watch --help``, each saying what it measures."""
+    glossary = stream_glossary(translation("en").gettext)
+    help_text = " ".join(build_parser().commands["watch"].format_help().split())
+    for word, _ in figures.GLOSSARY:
+        assert word.split(",")[0] in glossary and word in help_text, word
+    assert "publish to on screen" in glossary and "publish to copied out" in help_text
+    assert watching.REPORT_EVERY_S == figures.WINDOW_S  # the same second
 
 
 # -- a stream in the window ------------------------------------------------------------------
@@ -120,13 +161,32 @@ def test_following_a_stream_shows_ever_newer_frames_and_says_rate_skipped_and_la
     assert picture is not None and picture.complete
     seed_of(picture.image)  # an intact frame, never two torn together
     assert text(app.label) == f"Following key {key}: showing generation {match.group(1)} from shared memory."
+    assert app.tooltips["status"].text == stream_glossary(app.tr)  # what each figure measures
+
+
+def test_the_label_and_status_line_name_the_generation_of_the_frame_on_screen_frame_by_frame(
+    follow_stream: StreamFollower, key: str
+) -> None:
+    app, _ = follow_stream(fps=60)
+    said: list[tuple[int, str, str]] = []  # (generation shown, label, status line) per frame
+    with each_frame(app, lambda shown: said.append((shown, text(app.label), text(app.status)))):
+        pump(app.root, lambda: len(said) >= 40, DEADLINE, "forty frames")
+    for shown, label, status in said:
+        assert label == f"Following key {key}: showing generation {shown} from shared memory."
+        assert f" · generation {shown} · " in status, (shown, status)
 
 
 def test_a_window_that_cannot_keep_up_skips_to_the_newest_frame_and_counts_what_it_skipped(
     follow_stream: StreamFollower,
 ) -> None:
     app, _ = follow_stream(fps=60)
-    before, skipped = generation(app), app.follower.meter.skipped
+    before = generation(app)
+    shown: list[int] = []  # the generation of every frame shown from now on
+    with each_frame(app, shown.append):
+        skips_while_busy(app, before, shown)
+
+
+def skips_while_busy(app: App, before: int, shown: list[int]) -> None:
     segment = app.follower.segment
     assert segment is not None
     end = time.monotonic() + DEADLINE
@@ -136,12 +196,13 @@ def test_a_window_that_cannot_keep_up_skips_to_the_newest_frame_and_counts_what_
     published = segment.peek_generation()
     pump(app.root, lambda: generation(app) >= published, DEADLINE, "the newest frame after the busy spell")
     # At most the read that was on its way, then the newest: never the frames in between.
-    assert app.follower.meter.skipped - skipped >= published - before - 3
+    assert len([g for g in shown if before < g <= published]) <= 3, shown
 
-    def skipped_shown() -> int:
+    def skipped_shown() -> float:
         match = stream_figures(app)
-        return -1 if match is None else int(match.group(3))
+        return -1 if match is None else float(match.group(3))
 
+    # Those frames were skipped within a second: the status line says so per second.
     pump(app.root, lambda: skipped_shown() >= 10, DEADLINE, "the skipped frames in the status line")
 
 
@@ -183,7 +244,7 @@ def test_a_stream_is_summed_up_in_the_trace_once_a_second_not_traced_frame_by_fr
     app, _ = follow_stream(fps=30, show_trace=True)
     summary = re.compile(
         r"follow: (\d+) frames shown in the last \d\.\d s \(generations \d+ to \d+, \d+ skipped\);"
-        r" latency \d+\.\d ms"
+        r" latency p50 \d+\.\d ms \(publish to on screen\)"
     )
     pump(app.root, lambda: sum(bool(summary.fullmatch(m)) for m in pane(app)) >= 2, DEADLINE, "two summaries")
     lines = pane(app)

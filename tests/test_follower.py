@@ -21,9 +21,9 @@ from tk_fixtures import pump
 
 from tkshm import ipc
 from tkshm.errors import SegmentNotFoundError
+from tkshm.figures import Figures
 from tkshm.window.follow import Follower
 from tkshm.window.picture import Picture
-from tkshm.window.status import StreamFigures
 from tkshm.window.worker import Worker
 
 T = TypeVar("T")
@@ -59,8 +59,8 @@ class View:
         self.worker = Worker()
         self.submitted = 0
         self.frames: list[Picture] = []  # show_frame, in order
-        self.first_words: list[bool] = []  # show_frame's ``words``, frame by frame
-        self.words: list[tuple[Picture, StreamFigures | None]] = []
+        self.frame_figures: list[Figures | None] = []  # what show_frame was told, frame by frame
+        self.words: list[tuple[Picture, Figures | None]] = []
         self.full: list[tuple[int, Picture]] = []
         self.failures: list[tuple[Exception, bool]] = []
         self.detached: list[bool] = []
@@ -84,12 +84,12 @@ class View:
     def follow_detached(self, removed: bool) -> None:
         self.detached.append(removed)
 
-    def show_frame(self, picture: Picture, words: bool) -> None:
+    def show_frame(self, picture: Picture, figures: Figures | None) -> None:
         self.picture_area.token += 1
         self.frames.append(picture)
-        self.first_words.append(words)
+        self.frame_figures.append(figures)
 
-    def stream_words(self, picture: Picture, figures: StreamFigures | None) -> None:
+    def stream_words(self, picture: Picture, figures: Figures | None) -> None:
         self.words.append((picture, figures))
 
     def full_ready(self, token: int, picture: Picture) -> None:
@@ -167,7 +167,7 @@ def test_start_attaches_and_shows_the_published_frame_with_its_words(
     picture = view.frames[0]
     assert (picture.source, picture.generation, picture.complete) == ("shm", generation, True)
     assert picture.image.size == SMALL
-    assert view.first_words == [True]  # the first frame is described at once, not a tick later
+    assert view.frame_figures == [None]  # a first frame is no stream yet
     view.wait(lambda: view.words, "the status line's words")
     assert view.words[-1][0].generation == generation
     assert view.failures == [] and view.stopped == []

@@ -336,7 +336,7 @@ def test_watch_json_reports_each_second_and_a_summary_against_a_real_pattern_pla
     p50, p99 = summary["latency_p50_ms"], summary["latency_p99_ms"]
     assert isinstance(p50, float) and isinstance(p99, float) and 0 <= p50 <= p99 < 1000
     assert set(summary) == {
-        "seconds", "frames", "skipped", "fps", "latency_p50_ms", "latency_p99_ms",
+        "seconds", "frames", "skipped", "fps", "skipped_per_s", "latency_p50_ms", "latency_p99_ms",
         "latency_from", "torn", "publisher", "summary",
     }  # fmt: skip
 
@@ -360,7 +360,9 @@ def test_watch_text_prints_a_line_each_second_then_the_total(
     assert (result.returncode, result.stderr) == (0, "")
     lines = result.stdout.splitlines()
     assert [line.split()[0] for line in lines] == ["last", "last", "total"], lines
-    assert "fps, latency p50" in lines[-1] and "(from the stamp), 0 torn" in lines[-1]
+    assert " skipped/s), latency p50 " in lines[-1], lines
+    assert lines[-1].endswith(" ms (publish to copied out, from the stamp), 0 torn"), lines
+    assert all(" frames/s, " in line and " skipped/s" in line for line in lines), lines
 
 
 def test_watch_of_a_key_nothing_is_published_under_waits_for_it_then_follows_the_stream(

@@ -200,7 +200,7 @@ def test_statistics_count_gaps_torn_frames_and_latency_per_interval_and_in_total
     stats.frame(11, 1_000_000, torn=False)
     stats.frame(14, 3_000_000, torn=True)  # 12 and 13 were never read
     first = stats.report(1.0, "alive")
-    assert (first.frames, first.skipped, first.torn, first.fps) == (2, 2, 1, 2.0)
+    assert (first.frames, first.skipped, first.torn, first.fps, first.skipped_per_s) == (2, 2, 1, 2.0, 2.0)
     assert (first.latency_p50_ms, first.latency_p99_ms, first.latency_from) == (1.0, 3.0, "stamp")
     stats.frame(15, 2_000_000, torn=None)
     second = stats.report(2.0, "gone")
@@ -210,7 +210,12 @@ def test_statistics_count_gaps_torn_frames_and_latency_per_interval_and_in_total
     assert total.latency_p50_ms == 2.0
     empty = stats.report(3.0, "alive")
     assert (empty.frames, empty.latency_p50_ms, empty.latency_from) == (0, None, None)
-    assert "0 frames" in empty.text() and "latency" not in empty.text()
+    assert empty.text() == "last 1.0 s: 0.0 frames/s, 0.0 skipped/s"
+    assert first.text() == (
+        "last 1.0 s: 2.0 frames/s, 2.0 skipped/s, latency p50 1.00 ms p99 3.00 ms"
+        " (publish to copied out, from the stamp), 1 torn"
+    )
+    assert total.text().startswith("total 2.0 s: 3 frames, 2 skipped (1.5 frames/s, 1.0 skipped/s), latency")
 
 
 # -- decoding an animation -----------------------------------------------------------------------

@@ -20,7 +20,7 @@ from tk_fixtures import App, AppFactory, make_photo, pump
 
 from tkshm import ipc
 from tkshm.window.dialog import DEFAULT_SIZE, MIN_WINDOW
-from tkshm.window.status import describe, milliseconds, number, size
+from tkshm.window.status import describe, milliseconds, number, size, stream_glossary
 from tkshm.window.tracepane import unbreakable
 from tkshm.window.widgets import Rect, overlap, screen_rect
 
@@ -245,6 +245,8 @@ def test_tooltips_never_cover_the_windows_text(
         for name, widget in [*app.controls().items(), ("trace", app.trace_pane.text)]
         if widget.winfo_ismapped()
     }
+    assert app.tooltips["status"].text == ""  # it explains a stream's figures, and there is none
+    app.tooltips["status"].text = stream_glossary(app.tr)  # as while following a stream
     for name, tooltip in app.tooltips.items():
         tooltip.show()
         settle(app)

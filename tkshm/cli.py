@@ -24,7 +24,7 @@ from typing import Any, Final
 
 from PIL import Image
 
-from . import __version__, ipc, stream, trace, watching
+from . import __version__, figures, ipc, stream, trace, watching
 from ._signals import stop_requests
 from .errors import ImageError, SegmentNotFoundError, TkshmError
 from .header import BYTES_PER_PIXEL
@@ -146,11 +146,19 @@ def build_parser() -> _Parser:
         "--force", action="store_true",
         help="publish even while another process is publishing under the key (their frames mix)",
     )  # fmt: skip
-    watch = command("watch", "Follow a stream and print its frame rate, gaps and latency each second.")
+    watch = command("watch", "Follow a stream and print frames/s, skipped/s and latency each second.")
     watch.description = (
-        "Follow a stream and print its frame rate, gaps and latency each second. A key nothing "
+        "Follow a stream and print frames/s, skipped/s and latency each second, in the words of "
+        "the window's status line. A key nothing "
         "is published under yet is waited for, as is the next publisher when one goes. "
         "Ctrl+C (or --seconds) stops it, and it prints the summary of the whole watch."
+    )
+    watch.epilog = (
+        figures.explain("read", "copied out")
+        + " The summary gives the totals as well. Torn: stamped frames whose first and last rows "
+        "came from two publishes (always 0). With --json, one object per line: fps, "
+        "skipped_per_s, latency_p50_ms, latency_p99_ms, latency_from ('stamp' or 'header'), "
+        "torn, publisher ('alive', 'gone', 'unknown', 'none')."
     )
     watch.add_argument("--json", action="store_true", help="print one JSON object per line instead of text")
     watch.add_argument("--seconds", type=_seconds, metavar="N", help="stop after N seconds (default: Ctrl+C)")

@@ -1,12 +1,12 @@
 """What a reader of a stream sees: ``tkshm watch``'s numbers, once a second.
 
-A follower does not have to see every frame: it reads the newest one when it gets round to
-it, and any it missed show up as a gap in the *generation* counter (``skipped``). For each
-frame it does read, the *latency* is the time from publishing to having the pixels copied
-out: from the frame's stamp (:mod:`tkshm.stamp`) when it carries one, else from the header's
-write time. Both are ``time.time_ns()`` of another process: the wall clock is the one clock
-all processes of a machine share. A stamped frame whose first and last rows disagree was
-*torn*: its rows came from two publishes.
+Its words are the window's (:mod:`tkshm.figures`): each second, *frames/s* read, *skipped/s*
+(frames published that it never read: a gap in the generation counter) and the *latency*
+from publish to copied out, p50 and p99. The publish time is the frame's stamp
+(:mod:`tkshm.stamp`) when it carries one, else the header's write time; both are
+``time.time_ns()`` of another process, the wall clock being the one clock all processes of
+a machine share. A stamped frame whose first and last rows disagree was *torn*: its rows
+came from two publishes.
 
 :class:`Statistics` is pure counting (the tests feed it numbers); :func:`watch` is the loop
 that attaches, waits for frames and prints.
@@ -19,31 +19,24 @@ import math
 import threading
 import time
 from array import array
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Final, TextIO
 
 from .errors import IncompleteImageError, SegmentNotFoundError
+from .figures import WINDOW_S, percentile
 from .stamp import Stamp, read_stamps
 from .stream import LIVE_STREAM_S, Follower
 
 # Latencies kept for the final summary's percentiles: an hour at 60 fps fits, in 1.7 MB.
 MAX_SAMPLES: Final = 250_000
-REPORT_EVERY_S: Final = 1.0
+REPORT_EVERY_S: Final = WINDOW_S  # the window's figures look back as far
 # How long one wait for a new frame lasts at most: the stop request and the clock are looked
 # at between waits.
 _WAIT_S: Final = 0.05
 # A key whose newest frame is this old, its publisher still running, holds a still (a put, a
 # window's Load), not a stream: the same line play draws before it refuses a second publisher.
 STILL_AFTER_S: Final = LIVE_STREAM_S
-
-
-def percentile(sorted_values: Sequence[int], fraction: float) -> int | None:
-    """The nearest-rank percentile (``fraction`` 0.5 for p50) of values sorted ascending."""
-    if not sorted_values:
-        return None
-    rank = max(1, math.ceil(fraction * len(sorted_values)))
-    return sorted_values[rank - 1]
 
 
 @dataclass(frozen=True)
@@ -53,7 +46,8 @@ class Report:
     seconds: float
     frames: int
     skipped: int
-    fps: float
+    fps: float  # frames read per second
+    skipped_per_s: float
     latency_p50_ms: float | None
     latency_p99_ms: float | None
     latency_from: str | None  # "stamp", "header", or None when no frame came
@@ -65,22 +59,23 @@ class Report:
         return asdict(self)
 
     def text(self) -> str:
-        """One line for a person."""
-        what = "total" if self.summary else "last"
-        line = (
-            f"{what} {self.seconds:.1f} s: {self.frames} frames, {self.skipped} skipped, {self.fps:.1f} fps"
-        )
+        """One line for a person, in the window's words (:mod:`tkshm.figures`)."""
+        rates = f"{self.fps:.1f} frames/s, {self.skipped_per_s:.1f} skipped/s"
+        if self.summary:
+            line = f"total {self.seconds:.1f} s: {self.frames} frames, {self.skipped} skipped ({rates})"
+        else:
+            line = f"last {self.seconds:.1f} s: {rates}"
         if self.latency_p50_ms is not None and self.latency_p99_ms is not None:
             line += (
                 f", latency p50 {self.latency_p50_ms:.2f} ms p99 {self.latency_p99_ms:.2f} ms"
-                f" (from the {self.latency_from})"
+                f" (publish to copied out, from the {self.latency_from})"
             )
         if self.torn is not None:
             line += f", {self.torn} torn"
         return line
 
 
-def _ms(ns: int | None) -> float | None:
+def _ms(ns: float | None) -> float | None:
     return None if ns is None else round(ns / 1e6, 3)
 
 
@@ -142,7 +137,8 @@ class Statistics:
         source = ("stamp" if tally.from_stamp else "header") if tally.frames else None
         return Report(
             round(seconds, 3), tally.frames, tally.skipped, round(tally.frames / seconds, 2),
-            _ms(percentile(ordered, 0.50)), _ms(percentile(ordered, 0.99)), source,
+            round(tally.skipped / seconds, 2), _ms(percentile(ordered, 0.50)),
+            _ms(percentile(ordered, 0.99)), source,
             tally.torn if tally.stamped else None, publisher, summary,
         )  # fmt: skip
 

@@ -37,12 +37,13 @@ from ..errors import (
     SegmentNotFoundError,
     TkshmError,
 )
+from ..figures import Figures
 from ..header import BYTES_PER_PIXEL
 from ..i18n import translation
 from ..images import load_image
 from .follow import Follower
 from .picture import Picture, PictureArea, copy_full, sample
-from .status import SEPARATOR, StreamFigures, describe, describe_stream
+from .status import SEPARATOR, describe, describe_stream, stream_glossary
 from .tracepane import TracePane
 from .widgets import Tooltip, Zoom, screen_rect
 from .worker import Worker
@@ -90,6 +91,7 @@ class Dialog:
         self.events = os.environ.get("TKSHM_TEST_EVENTS") == "1" if events is None else events
         self.worker = Worker()
         self.closed = False
+        self._figures_said: Figures | None = None  # the stream figures last said (FRAME events)
         # Segments are used only inside worker jobs (and by close() once the worker is gone).
         self._published: ipc.Segment | None = None  # ours, while we hold the image we loaded
         self.started = 0.0  # when the user asked for what is about to be shown
@@ -268,6 +270,7 @@ class Dialog:
             "trace_check": Tooltip(
                 self.trace_check, tr("Each step of the shared memory protocol, as it happens (F6)"), texts
             ),
+            "status": Tooltip(self.status, "", texts),  # what a stream's figures measure, while following one
         }
         self._trace_toggled()
 
@@ -412,16 +415,15 @@ class Dialog:
                 ).format(key=self.key)
             )
 
-    def show_frame(self, picture: Picture, words: bool) -> None:
-        """A frame in follow mode: on screen at once. Its words (which generation, how many
-        frames a second) change only when ``words`` says, a few times a second."""
+    def show_frame(self, picture: Picture, figures: Figures | None) -> None:
+        """A frame in follow mode: on screen at once, with its generation. (The stream's
+        ``figures`` are the ones worked out last, a few times a second.)"""
         if self.closed:
             return
-        if words:
-            self.stream_words(picture, None)
+        self.stream_words(picture, figures)
         self.picture_area.show_frame(picture)
 
-    def stream_words(self, picture: Picture, figures: StreamFigures | None) -> None:
+    def stream_words(self, picture: Picture, figures: Figures | None) -> None:
         """The message and status line of follow mode: a stream's figures, or (for a still
         image) what its copy cost."""
         message = self.tr("Following key {key}: showing generation {generation} from shared memory.").format(
@@ -432,10 +434,14 @@ class Dialog:
             status = describe(self.tr, self.key, size, picture.generation, picture.stats, False)
         else:
             status = describe_stream(self.tr, self.key, size, picture.generation, figures)
-            self._event(
-                f"FRAME gen={picture.generation} fps={figures.frames_per_second:.1f} "
-                f"skipped={figures.skipped} latency_ms={figures.latency_s * 1000:.1f}"
-            )
+            if figures is not self._figures_said:  # (new figures come a few times a second)
+                self._event(
+                    f"FRAME gen={picture.generation} fps={figures.frames_per_second:.1f} "
+                    f"skipped_per_s={figures.skipped_per_second:.1f} "
+                    f"latency_p50_ms={figures.latency_p50_s * 1000:.1f}"
+                )
+        self._figures_said = figures
+        self.tooltips["status"].text = "" if figures is None else stream_glossary(self.tr)
         if str(self.label.cget("text")) != message:
             self.set_message(message)
         self.set_status(status)

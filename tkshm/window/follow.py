@@ -40,9 +40,9 @@ from PIL import Image
 
 from .. import ipc, trace
 from ..errors import ImageError, IncompleteImageError, SegmentNotFoundError, TkshmError
+from ..figures import Figures, Second, percentile
 from ..images import fit_size
 from .picture import Picture, copy_full
-from .status import StreamFigures, StreamMeter
 
 T = TypeVar("T")
 
@@ -51,8 +51,8 @@ T = TypeVar("T")
 FOLLOW_POLL_MS: Final = 20
 # Attaching is retried this often while following a key nobody has published yet.
 FOLLOW_ATTACH_RETRY_MS: Final = 500
-# The status line (frames per second, skipped, latency) is brought up to date this often:
-# more would be a blur nobody reads, and each update costs a layout.
+# The stream's figures (frames/s, skipped/s, latency) are worked out again this often: more
+# would be a blur nobody reads. (The generation on screen is said with every frame.)
 STATUS_MS: Final = 250
 # A frame that comes this long after the one before is traced step by step; closer frames
 # are a stream, summed up in one trace line this often.
@@ -116,12 +116,12 @@ class FollowView(Protocol):
         """Follow mode is off and detached; ``removed``: it was the last holder, so the
         segment is gone."""
 
-    def show_frame(self, picture: Picture, words: bool) -> None:
-        """A new frame: on screen at once; its words only if ``words`` (a few times a second)."""
+    def show_frame(self, picture: Picture, figures: Figures | None) -> None:
+        """A new frame: on screen at once, with its words (:meth:`stream_words`)."""
 
-    def stream_words(self, picture: Picture, figures: StreamFigures | None) -> None:
-        """The message and status line for the frame on screen: the stream's figures, or
-        ``None`` while there is no stream (a still, or a first frame)."""
+    def stream_words(self, picture: Picture, figures: Figures | None) -> None:
+        """The message and status line for the frame on screen: its generation, and the
+        stream's figures, or ``None`` while there is no stream (a still, or a first frame)."""
 
     def full_ready(self, token: int, picture: Picture) -> None:
         """The full copy of a preview shown under ``token``, unless something newer is."""
@@ -174,7 +174,8 @@ class Follower:
         self._view = weakref.ref(view)
         self.on = False
         self.segment: ipc.Segment | None = None  # attached while following (worker jobs only)
-        self.meter = StreamMeter()
+        self.meter = Second(time.monotonic())
+        self._figures: Figures | None = None  # as last worked out (every STATUS_MS)
         self._busy = False  # a worker job is using self.segment: do not touch it here
         self._behind = False  # a newer frame was announced while busy: read again after
         self._fd: int | None = None  # the wake-up descriptor
@@ -184,7 +185,6 @@ class Follower:
         self._shown: Frame | None = None
         self._spare: Image.Image | None = None  # the buffer not on screen, for the next frame
         self._last_new = 0.0  # monotonic time of the newest frame seen
-        self._words_at = 0.0  # when the message and status line were last brought up to date
         self._stopped: tuple[int, int] | None = None  # (generation, pid) said to have stopped
         self._summary = _Summary()
 
@@ -202,7 +202,7 @@ class Follower:
     # -- on and off --------------------------------------------------------------------------
     def start(self) -> None:
         self.on = True
-        self.meter = StreamMeter()
+        self.meter, self._figures = Second(time.monotonic()), None
         self._shown, self._spare, self._stopped = None, None, None
         self._summary = _Summary()
         if self.segment is None:
@@ -371,7 +371,9 @@ class Follower:
             )  # fmt: skip
             self._stopped = None
         self._last_new = now
-        view.show_frame(picture, words=first or now - self._words_at >= STATUS_MS / 1000)
+        if first:
+            self._figures = None  # a new stream (or a first frame): no figures of the old one
+        view.show_frame(picture, self._figures)
         # The old frame's buffer is free now that the new one is on screen: the next read
         # copies into it. (A sampled preview is the window's size, not the frame's: no reuse.)
         old = previous.picture if previous is not None else None
@@ -381,12 +383,12 @@ class Follower:
         view.root.update_idletasks()  # draw it now: latency is publish to pixels on screen
         latency = max(0.0, (time.time_ns() - frame.write_time_ns) / 1e9)
         again = previous is not None and previous.picture.generation == picture.generation
-        if not again:  # (a frame read again for a new window size is not a new frame)
-            self.meter.shown(picture.generation or 0, latency, now)
+        if previous is None:  # the frame already there: its latency would be its age
+            self.meter.begin_at(picture.generation or 0)
+        elif not again:  # (a frame read again for a new window size is not a new frame)
+            self.meter.taken(picture.generation or 0, latency, now)
             if not frame.traced:
                 self._summary.add(picture.generation or 0, latency)
-        if first:
-            self._status_words(now)
         if not picture.complete:
             self._after("settle", SETTLE_MS, self._settle)
 
@@ -429,8 +431,8 @@ class Follower:
         shown = self._shown
         if shown is None:
             return
-        self._words_at = now
-        self.view.stream_words(shown.picture, self.meter.figures(now))
+        self._figures = self.meter.figures(now)
+        self.view.stream_words(shown.picture, self._figures)
 
     def _check_publisher(self, now: float) -> None:
         segment, shown = self.segment, self._shown
@@ -483,22 +485,23 @@ class _Summary:
         self.count = 0
         self.started = time.monotonic()
         self.first = self.last = 0
-        self.latency = 0.0
+        self.latencies: list[float] = []
 
     def add(self, generation: int, latency: float) -> None:
         if self.count == 0:
             self.first = generation
         self.count += 1
         self.last = generation
-        self.latency += latency
+        self.latencies.append(latency)
 
     def age(self, now: float) -> float:
         return now - self.started
 
     def report(self, now: float) -> None:
         published = self.last - self.first + 1
+        p50 = percentile(sorted(self.latencies), 0.5) or 0.0
         trace.step(
-            "follow: %d frames shown in the last %.1f s (generations %d to %d, %d skipped); latency %.1f ms",
-            self.count, self.age(now), self.first, self.last, published - self.count,
-            self.latency / self.count * 1000,
+            "follow: %d frames shown in the last %.1f s (generations %d to %d, %d skipped); "
+            "latency p50 %.1f ms (publish to on screen)",
+            self.count, self.age(now), self.first, self.last, published - self.count, p50 * 1000,
         )  # fmt: skip

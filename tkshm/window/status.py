@@ -1,5 +1,6 @@
 """The words of the status line: key, size, generation, and how long the copy took; for a
-stream, frames per second, frames skipped and the latency from publish to screen.
+stream, frames shown and skipped per second and the latency from publish to screen, in the
+words ``tkshm watch`` uses too (:mod:`tkshm.figures`).
 
 A number and its unit are joined by a no-break space (U+00A0), so that Tk never wraps a
 line between "0" and "ms"; and each number keeps the digits that mean something: a copy of
@@ -8,12 +9,11 @@ line between "0" and "ms"; and each number keeps the digits that mean something:
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Final
 
 from .. import ipc
+from ..figures import Figures
 
 NBSP: Final = "\u00a0"
 SEPARATOR: Final = " \u00b7 "
@@ -64,71 +64,35 @@ def describe(
     return SEPARATOR.join(parts)
 
 
-# -- follow mode: a stream's figures ---------------------------------------------------------
-@dataclass(frozen=True)
-class StreamFigures:
-    """What the status line says of a stream: its rate, what was skipped, how late."""
-
-    frames_per_second: float
-    skipped: int  # frames published but never shown, since following began
-    latency_s: float  # publish to on screen, the mean over the last few frames
-
-
-class StreamMeter:
-    """Counts the frames follow mode shows (pure logic: no Tk, no clock of its own).
-
-    Frames per second is measured over the last ``WINDOW_S``; a window that has seen fewer
-    than two frames in that time is not watching a stream (a still image, or a stream that
-    stopped), and :meth:`figures` says None.
-    """
-
-    WINDOW_S: Final = 2.0
-
-    def __init__(self) -> None:
-        self._recent: deque[tuple[float, float]] = deque()  # (when shown, latency)
-        self.count = 0  # frames shown
-        self.skipped = 0
-        self.last_generation: int | None = None
-
-    def shown(self, generation: int, latency_s: float, now: float) -> None:
-        last = self.last_generation
-        if last is not None and generation > last + 1:  # generations count every publish
-            self.skipped += generation - last - 1
-        self.last_generation = generation
-        self.count += 1
-        self._recent.append((now, latency_s))
-        self._forget(now)
-
-    def figures(self, now: float) -> StreamFigures | None:
-        self._forget(now)
-        recent = self._recent
-        if len(recent) < 2:
-            return None
-        span = recent[-1][0] - recent[0][0]
-        gap = now - recent[-1][0]
-        if span <= 0 or gap > 3 * span / (len(recent) - 1) + 0.1:
-            return None  # the stream has paused: a rate would describe the past
-        latency = sum(late for _, late in recent) / len(recent)
-        return StreamFigures((len(recent) - 1) / span, self.skipped, latency)
-
-    def _forget(self, now: float) -> None:
-        while self._recent and now - self._recent[0][0] > self.WINDOW_S:
-            self._recent.popleft()
-
-
+# -- follow mode: a stream's figures (their words are tkshm watch's: see tkshm.figures) ------
 def describe_stream(
     tr: Callable[[str], str],
     key: str,
     pixels: tuple[int, int],
     generation: int | None,
-    figures: StreamFigures,
+    figures: Figures,
 ) -> str:
-    """``Key: k · 640x360 pixels · generation 812 · 30 frames/s · 2 skipped · latency 3.1 ms``"""
+    """``Key: k · 640x360 pixels · generation 812 · 30 frames/s · 2 skipped/s · latency p50 3.1 ms``"""
     parts = [tr("Key: {key}").format(key=key)]
     parts.append(tr("{width}\u00d7{height}\u00a0pixels").format(width=pixels[0], height=pixels[1]))
     if generation is not None:
         parts.append(tr("generation {generation}").format(generation=generation))
     parts.append(tr("{rate}\u00a0frames/s").format(rate=number(figures.frames_per_second)))
-    parts.append(tr("{count}\u00a0skipped").format(count=figures.skipped))
-    parts.append(tr("latency {time}").format(time=milliseconds(figures.latency_s)))
+    parts.append(tr("{rate}\u00a0skipped/s").format(rate=number(figures.skipped_per_second)))
+    parts.append(tr("latency p50 {time}").format(time=milliseconds(figures.latency_p50_s)))
     return SEPARATOR.join(parts)
+
+
+def stream_glossary(tr: Callable[[str], str]) -> str:
+    """What each figure of :func:`describe_stream` measures: the status line's tooltip."""
+    return "\n".join(
+        (
+            tr("Over the last second:"),
+            tr("frames/s: frames shown per second"),
+            tr(
+                "skipped/s: frames published but not shown, per second (the window shows the "
+                "newest frame and passes over those it had no time for)"
+            ),
+            tr("latency p50: the median time from publish to on screen"),
+        )
+    )

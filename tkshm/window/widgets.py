@@ -49,10 +49,14 @@ class Tooltip:
     def show(self) -> None:
         self._after = None
         self.hide()
+        if not self.text:  # (a widget whose note is there only at times)
+            return
         tip = self.tip = tk.Toplevel(self.widget)
         tip.wm_overrideredirect(True)
         tip.withdraw()
-        tk.Label(tip, text=self.text, background="#ffffe0", relief="solid", borderwidth=1).pack()
+        note = tk.Label(tip, text=self.text, background="#ffffe0", relief="solid", borderwidth=1)
+        note.configure(justify="left", wraplength=min(480, self.widget.winfo_screenwidth() - 40))
+        note.pack()
         tip.update_idletasks()
         x, y = self.place(tip.winfo_reqwidth(), tip.winfo_reqheight())
         tip.wm_geometry(f"+{x}+{y}")
