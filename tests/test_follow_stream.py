@@ -31,7 +31,7 @@ DEADLINE = 30.0  # generous: a busy two-core machine runs other tests alongside
 NUMBER = r"(\d+(?:\.\d+)?)"
 STREAM = re.compile(
     rf"Key: .+ · 160\u00d7120{NBSP}pixels · generation (\d+) · {NUMBER}{NBSP}frames/s"
-    rf" · {NUMBER}{NBSP}skipped/s · latency p50 {NUMBER}{NBSP}ms"
+    rf" · {NUMBER}{NBSP}skipped/s · latency{NBSP}p50{NBSP}{NUMBER}{NBSP}ms"
 )
 
 

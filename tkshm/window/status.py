@@ -79,7 +79,7 @@ def describe_stream(
         parts.append(tr("generation {generation}").format(generation=generation))
     parts.append(tr("{rate}\u00a0frames/s").format(rate=number(figures.frames_per_second)))
     parts.append(tr("{rate}\u00a0skipped/s").format(rate=number(figures.skipped_per_second)))
-    parts.append(tr("latency p50 {time}").format(time=milliseconds(figures.latency_p50_s)))
+    parts.append(tr("latency\u00a0p50\u00a0{time}").format(time=milliseconds(figures.latency_p50_s)))
     return SEPARATOR.join(parts)
 
 
