@@ -398,21 +398,42 @@ def test_smaller_image_never_shrinks_the_segment_under_other_processes(
         assert peer.call("detach", key=key)["removed"] is last
 
 
-def test_after_a_grower_is_killed_readers_get_its_image_or_on_windows_not_found_never_the_older_one(
-    key: str, peers: list[Peer]
+@pytest.mark.parametrize("ends", ["exits", "is killed"])
+def test_an_image_grown_by_a_process_that_then_ends_stays_while_an_idle_holder_is_attached(
+    key: str, peers: list[Peer], ends: str
 ) -> None:
+    """Qt's rule, on both platforms: the segment lives while anyone is attached. The holder
+    never takes the lock after the grower (a window idle in its main loop); on Windows the
+    grown image is a new mapping, kept alive by the handle the grower gave the holder."""
     holder, grower, reader = start(peers, 3)
     holder.call("publish", key=key, width=16, height=16, seed=1)
     grower.call("publish", key=key, width=640, height=480, seed=2)  # grows the segment
-    grower.kill()
-    if WINDOWS:
-        # The grown image was a new mapping that only the grower had mapped: it went with it
-        # (README, "On Windows"). A reader gets "not found", never the older 16x16 image.
-        assert reader.call("read_error", key=key)["error"] == "SegmentNotFoundError"
-    else:  # the grown file stays with its other holder
-        assert reader.call("read", key=key) == {"seed": 2, "width": 640, "height": 480}
+    if ends == "exits":
+        assert grower.call("detach", key=key)["removed"] is False
+        grower.close()
+    else:
+        grower.kill()
+    assert reader.call("read", key=key) == {"seed": 2, "width": 640, "height": 480}
+    assert ipc.read_image(key=key).size == (640, 480)  # and from this process, attaching afresh
     holder.call("write", key=key, width=640, height=480, seed=3)  # the next publish works
     assert reader.call("read", key=key) == {"seed": 3, "width": 640, "height": 480}
+    assert holder.call("detach", key=key)["removed"] is True
+
+
+def test_grown_again_and_again_before_a_holder_follows_the_segment_is_still_freed_by_the_last_detach(
+    key: str, peers: list[Peer]
+) -> None:
+    """Each growth gives the idle holder a handle to the new mapping, and takes back the one
+    before: when everyone has detached, the key fixture finds nothing left (no mapping kept
+    alive by a forgotten handle)."""
+    holder, grower = start(peers, 2)
+    holder.call("publish", key=key, width=16, height=16, seed=1)
+    for step, side in enumerate((64, 128, 256, 512), start=2):
+        grower.call("write" if step > 2 else "publish", key=key, width=side, height=side, seed=step)
+    assert grower.call("detach", key=key)["removed"] is False
+    assert holder.call("read_handle", key=key)["seed"] == 5  # it follows, and drops what it was given
+    grower.call("publish", key=key, width=1024, height=1024, seed=6)  # given once more
+    assert grower.call("detach", key=key)["removed"] is False
     assert holder.call("detach", key=key)["removed"] is True
 
 

@@ -10,7 +10,9 @@ Three Windows facts shape the rest:
   (the header page and the pixels, the same bytes as a POSIX ``.seg`` file). Growing creates a
   successor with the next serial, sized for the image, and points the directory at it; the
   others follow it the next time they take the lock. Windows frees the old one when its last
-  holder has moved on. Memory is committed for what is shown, not for the largest image.
+  holder has moved on. Until they follow, each holder keeps the successor alive with a handle
+  the grower put into its process (:mod:`tkshm._holders`), so a grower that exits or is
+  killed first takes nothing with it. Memory is committed for what is shown, not for the largest image.
 * **Open or create, explicitly.** ``mmap`` alone creates a mapping it cannot find, so probing a
   name would create it. As ``multiprocessing.shared_memory`` does, we ask ``OpenFileMapping``
   (join only) or ``CreateFileMapping`` and check ``ERROR_ALREADY_EXISTS`` (create only), and
@@ -55,6 +57,7 @@ from typing import Any, Final
 from portalocker.portalocker import Win32Locker
 
 from . import _locking, trace
+from ._holders import Holders
 from .errors import (
     CorruptSegmentError,
     LockTimeoutError,
@@ -231,6 +234,7 @@ class WindowsSegmentFile:
         self.map: mmap.mmap | None = None
         self.created = False
         self._directory: mmap.mmap | None = None
+        self._holders: Holders | None = None  # our entry in the directory's holder table
         self._serial = 0
         self._lock_file = ""
 
@@ -284,8 +288,16 @@ class WindowsSegmentFile:
         # A record still invalid after the timeout means its creator was killed half-way.
         return _locking.wait_for(try_once, _OPEN_TIMEOUT) is not None and self.map is not None
 
+    def _register(self) -> None:
+        """Enter the holder table before joining: a grower from now on gives us its mapping."""
+        assert self._directory is not None
+        self._holders = Holders(self._directory, self.lock_fd)
+        self._holders.register()
+
     def _attach(self) -> None:
         self._directory = _open_mapping(self.path)
+        if self._directory is not None:
+            self._register()
         if self._directory is None or not self._join():
             raise SegmentNotFoundError(self.key)  # close() deletes a lock file left by a crash
 
@@ -294,10 +306,12 @@ class WindowsSegmentFile:
             self._directory = _create_mapping(self.path, _PAGE)
             if self._directory is not None:
                 self.created = True
+                self._register()
                 self._new_data(capacity, after=0)
                 return
             self._directory = _open_mapping(self.path)
             if self._directory is not None:
+                self._register()
                 break
             # The last holder left between the two calls: create it afresh.
         else:
@@ -332,7 +346,12 @@ class WindowsSegmentFile:
             with memoryview(keep) as kept:
                 data[: len(keep)] = kept  # one copy: the newest frame lives on in the successor
             _mark_moved(keep)
+        tag = _data_tag(self.name, serial)
+        if self._holders is not None:  # the others hold it before the directory names it,
+            self._holders.give(tag, serial)  # so that a kill from here on loses nothing
         _write_serial(self._directory, serial)  # only now can others find it
+        if self._holders is not None:
+            self._holders.give(tag, serial)  # whoever joined meanwhile
         old, self.map, self._serial = self.map, data, serial
         if old is not None:
             old.close()
@@ -357,6 +376,8 @@ class WindowsSegmentFile:
         )
         old, self.map, self._serial = self.map, data, serial or 0
         old.close()
+        if self._holders is not None:
+            self._holders.followed(self._serial)  # a handle a grower gave us is not needed now
 
     def grow(self, size: int) -> None:
         """Make a successor mapping of at least ``size`` bytes (exclusive lock held)."""
@@ -388,6 +409,9 @@ class WindowsSegmentFile:
 
         Idempotent and safe on a half-built object.
         """
+        holders, self._holders = self._holders, None
+        if holders is not None:
+            holders.unregister()
         for mapping in (self.map, self._directory):
             if mapping is not None:
                 mapping.close()
