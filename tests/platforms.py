@@ -2,12 +2,14 @@ r"""What the tests can check on this operating system, said once.
 
 tkshm makes the same promises on POSIX and on Windows, but some of the ways these tests prove
 them are POSIX facts: file modes (0600/0700), ``O_NOFOLLOW`` and symbolic links, user ids,
-FIFOs, signals other than a kill (SIGINT, SIGTERM, SIGSTOP, SIGBUS), ``/proc``, a tmpfs that can
+FIFOs, signals other than a kill (SIGINT, SIGTERM, SIGBUS), ``/proc``, a tmpfs that can
 be filled, and a segment that is a file one can read, truncate or overwrite from outside. Such
 a test is marked ``@posix_only("why")`` and is skipped on Windows with that reason. Where the
 promise holds on Windows too, the test proves it there with Windows' own means:
 
 * a crash is ``Popen.kill()``: SIGKILL on POSIX, ``TerminateProcess`` on Windows;
+* a process stopped where it is (holding a lock, half-way through a copy) is :func:`suspend`:
+  SIGSTOP on POSIX, ``NtSuspendProcess`` on Windows;
 * what the operating system still holds for a key is ``ipc.remains(key)``: the ``.lock`` and
   ``.seg`` files on POSIX; on Windows the lock file in ``%TEMP%\tkshm`` (or ``TKSHM_DIR``) and
   the named mappings ``Local\<name>`` and ``Local\<name>.<serial>``. It is empty once the last
@@ -26,6 +28,7 @@ its own check).
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from typing import Final
 
@@ -51,6 +54,39 @@ def capacity_for(nbytes: int) -> int:
         return nbytes
     page = 4096
     return -(-(HEADER_SIZE + nbytes) // page) * page - HEADER_SIZE
+
+
+def suspend(pid: int) -> None:
+    """Stop process ``pid`` where it is, holding what it holds: SIGSTOP on POSIX, on Windows
+    ``NtSuspendProcess`` (every thread of it suspended; Wine has it too)."""
+    if WINDOWS:
+        _nt_process_call("NtSuspendProcess", pid)
+    else:
+        os.kill(pid, signal.SIGSTOP)
+
+
+def resume(pid: int) -> None:
+    """Let a :func:`suspend`-ed process go on."""
+    if WINDOWS:
+        _nt_process_call("NtResumeProcess", pid)
+    else:
+        os.kill(pid, signal.SIGCONT)
+
+
+def _nt_process_call(name: str, pid: int) -> None:
+    import ctypes
+
+    process_suspend_resume = 0x0800
+    kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)  # type: ignore[attr-defined]
+    ntdll = ctypes.WinDLL("ntdll")  # type: ignore[attr-defined]
+    kernel32.OpenProcess.restype = ctypes.c_void_p
+    handle = kernel32.OpenProcess(process_suspend_resume, False, pid)
+    assert handle, f"OpenProcess({pid}) failed: {ctypes.get_last_error()}"  # type: ignore[attr-defined]
+    try:
+        status = getattr(ntdll, name)(ctypes.c_void_p(handle))
+        assert status == 0, f"{name}({pid}) returned NTSTATUS {status:#x}"
+    finally:
+        kernel32.CloseHandle(ctypes.c_void_p(handle))
 
 
 def posix_only(why: str) -> pytest.MarkDecorator:

@@ -39,7 +39,6 @@ import _winapi
 import contextlib
 import ctypes
 import mmap
-import msvcrt
 import os
 import struct
 import sys
@@ -47,63 +46,37 @@ from collections.abc import Iterator
 from ctypes import wintypes
 from typing import Final
 
-from . import _locking, trace
+from . import _byterange, _locking, trace
 
 assert sys.platform == "win32"
 
 _TABLE: Final = 64  # where the entries start in the directory page
 _ENTRY: Final = struct.Struct("<IIQQQ")
 SLOTS: Final = (mmap.PAGESIZE - _TABLE) // _ENTRY.size  # 126 holders of one key at once
-# Byte offsets in the lock file (a lock may lie past its end): portalocker's data lock covers
-# the bytes below 0xFFFF0000 << 32; these lie beyond (the high 32 bits of the offset).
-_OFFSET_HIGH: Final = 0xFFFF8000
+# Where in the lock file (the high 32 bits of the byte offset; see tkshm._byterange).
+_OFFSET_HIGH: Final = _byterange.HOLDERS
 _TABLE_LOCK: Final = 0
 _ENTRY_LOCKS: Final = 1
 # The table lock is held for microseconds; a holder stopped inside it is waited for this long.
 _TABLE_TIMEOUT: Final = 2.0
-_LOCKFILE_FAIL_IMMEDIATELY: Final = 0x1
-_LOCKFILE_EXCLUSIVE_LOCK: Final = 0x2
 _PROCESS_DUP_HANDLE: Final = 0x40
 _PROCESS_QUERY_LIMITED_INFORMATION: Final = 0x1000
 _DUPLICATE_CLOSE_SOURCE: Final = 0x1
 _DUPLICATE_SAME_ACCESS: Final = 0x2
 
 
-class _Overlapped(ctypes.Structure):
-    _fields_ = [
-        ("Internal", ctypes.c_void_p),
-        ("InternalHigh", ctypes.c_void_p),
-        ("Offset", wintypes.DWORD),
-        ("OffsetHigh", wintypes.DWORD),
-        ("hEvent", wintypes.HANDLE),
-    ]
-
-
 _kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
-_kernel32.LockFileEx.argtypes = [
-    wintypes.HANDLE, wintypes.DWORD, wintypes.DWORD, wintypes.DWORD, wintypes.DWORD,
-    ctypes.POINTER(_Overlapped),
-]  # fmt: skip
-_kernel32.LockFileEx.restype = wintypes.BOOL
-_kernel32.UnlockFileEx.argtypes = [
-    wintypes.HANDLE, wintypes.DWORD, wintypes.DWORD, wintypes.DWORD, ctypes.POINTER(_Overlapped),
-]  # fmt: skip
-_kernel32.UnlockFileEx.restype = wintypes.BOOL
 _FILETIME = ctypes.c_ulonglong
 _kernel32.GetProcessTimes.argtypes = [wintypes.HANDLE, *[ctypes.POINTER(_FILETIME)] * 4]
 _kernel32.GetProcessTimes.restype = wintypes.BOOL
 
 
 def _try_lock_byte(fd: int, offset: int) -> bool:
-    """One byte of the lock file, exclusively, without waiting."""
-    overlapped = _Overlapped(Offset=offset, OffsetHigh=_OFFSET_HIGH)
-    flags = _LOCKFILE_FAIL_IMMEDIATELY | _LOCKFILE_EXCLUSIVE_LOCK
-    return bool(_kernel32.LockFileEx(msvcrt.get_osfhandle(fd), flags, 0, 1, 0, ctypes.byref(overlapped)))
+    return _byterange.try_lock(fd, _OFFSET_HIGH, offset, exclusive=True)
 
 
 def _unlock_byte(fd: int, offset: int) -> None:
-    overlapped = _Overlapped(Offset=offset, OffsetHigh=_OFFSET_HIGH)
-    _kernel32.UnlockFileEx(msvcrt.get_osfhandle(fd), 0, 1, 0, ctypes.byref(overlapped))
+    _byterange.unlock(fd, _OFFSET_HIGH, offset)
 
 
 def _created(process: int) -> int:

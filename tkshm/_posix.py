@@ -218,6 +218,13 @@ class PosixSegmentFile:
     def file_size(self) -> int:
         return os.fstat(self._seg_fd).st_size
 
+    def try_lease(self, index: int, exclusive: bool) -> bool:
+        """A lease on frame slot ``index``: ``flock`` on the slot's own lock file."""
+        return try_lock(self.slot_lock_fd(index), exclusive)
+
+    def release_lease(self, index: int) -> None:
+        unlock(self.slot_lock_fd(index))
+
     def slot_lock_fd(self, index: int) -> int:
         """The lock file of frame slot ``index`` (opened on first use, kept until detach)."""
         fd = self._slot_fds.get(index)

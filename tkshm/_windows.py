@@ -56,8 +56,7 @@ from typing import Any, Final
 
 from portalocker.portalocker import Win32Locker
 
-from . import _locking, trace
-from ._holders import Holders
+from . import _byterange, _holders, _locking, trace
 from .errors import (
     CorruptSegmentError,
     LockTimeoutError,
@@ -74,11 +73,10 @@ assert sys.platform == "win32"
 
 TEMP_SUFFIX: Final = ".tmp"  # never made here: CreateFileMapping creates a name atomically
 LOCK_SUFFIX: Final = ".lock"
-# The frames under the readers-writer lock: the data lock is the only lease (``tkshm.ring``).
-# A lock per slot, as on POSIX, waits for a grown segment that outlives its grower: every slot
-# added is a successor mapping that dies with a grower killed before anyone followed it.
-# There is no wake-up socket either, so followers look at the generation.
-SLOT_LOCKS: Final = False
+# A lock per frame slot, as on POSIX (a byte each, ``try_lease``): a reader never keeps a
+# writer waiting. A slot added is a successor mapping, which the holders keep alive
+# (``tkshm._holders``). There is no wake-up socket, so followers look at the generation.
+SLOT_LOCKS: Final = True
 WAKE_SOCKETS: Final = False
 _NAMESPACE: Final = "Local\\"  # this logon session's objects: other users' sessions cannot see them
 _PAGE: Final = 4096
@@ -234,7 +232,7 @@ class WindowsSegmentFile:
         self.map: mmap.mmap | None = None
         self.created = False
         self._directory: mmap.mmap | None = None
-        self._holders: Holders | None = None  # our entry in the directory's holder table
+        self._holders: _holders.Holders | None = None  # our entry in the directory's holder table
         self._serial = 0
         self._lock_file = ""
 
@@ -291,7 +289,7 @@ class WindowsSegmentFile:
     def _register(self) -> None:
         """Enter the holder table before joining: a grower from now on gives us its mapping."""
         assert self._directory is not None
-        self._holders = Holders(self._directory, self.lock_fd)
+        self._holders = _holders.Holders(self._directory, self.lock_fd)
         self._holders.register()
 
     def _attach(self) -> None:
@@ -393,9 +391,13 @@ class WindowsSegmentFile:
         nothing has changed); SegmentNotFoundError if it has gone."""
         self.remap()
 
-    def slot_lock_fd(self, index: int) -> int:
-        """The data lock is the only lease here: the frames under the readers-writer lock."""
-        return self.lock_fd
+    def try_lease(self, index: int, exclusive: bool) -> bool:
+        """A lease on frame slot ``index``: one byte of the lock file, past the data lock's
+        range (``tkshm._byterange``), as each slot has a lock file of its own on POSIX."""
+        return _byterange.try_lock(self.lock_fd, _byterange.SLOTS, index, exclusive)
+
+    def release_lease(self, index: int) -> None:
+        _byterange.unlock(self.lock_fd, _byterange.SLOTS, index)
 
     def waiter(self) -> Any:
         """No wake-up sockets here (Python has no Unix datagram sockets on Windows)."""

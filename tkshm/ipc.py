@@ -25,9 +25,9 @@ The protocol, in six lines:
    reading. After each publish the writer wakes the readers waiting in
    :meth:`Segment.wait_for_change` (``tkshm.waiting``; a datagram socket each, ``tkshm._wake``).
 
-On Windows the frames sit under a readers-writer lock (the data lock): a stopped reader makes
-the writer wait (up to its timeout), and waiting readers look at the generation (every 2 ms
-at first, 20 ms once nothing comes) instead of being woken.
+On Windows the slots' locks are single bytes of the lock file (``LockFileEx``, as the data
+lock), so there too no reader makes the writer wait; waiting readers look at the generation
+(every 2 ms at first, 20 ms once nothing comes) instead of being woken.
 
 The header (``tkshm.header``) is a 76-byte record in the first page; pixels follow at 4096
 (slot 0), and further slots after it:

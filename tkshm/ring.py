@@ -16,9 +16,10 @@ Two objects, one job each:
   writer killed at any moment leaves it: two slots take turns, and while readers read, each
   frame goes into a slot nobody holds. Only then does the header name it.
 
-A backend plugs in with its mapping and its lock-per-slot (:class:`Backing`) and the way it
-takes a lock (:class:`Locking`). Where a backend has no lock per slot (Windows, for now), the
-shared data lock is the one lease: the frames sit under a readers-writer lock.
+A backend plugs in with its mapping and its lock per slot (:class:`Backing`: a lock file each
+on POSIX, a byte of the lock file on Windows) and the way it takes the data lock
+(:class:`Locking`). A backend without a lock per slot would make the shared data lock the one
+lease: the frames would sit under a readers-writer lock.
 """
 
 from __future__ import annotations
@@ -71,7 +72,12 @@ class Backing(Protocol):
     lock_fd: int  # the data lock's file
     successors: bool  # growing makes a new mapping elsewhere, which the others follow (Windows)
 
-    def slot_lock_fd(self, index: int) -> int: ...
+    def try_lease(self, index: int, exclusive: bool) -> bool:
+        """Lock frame slot ``index`` (shared: a reader copying it; exclusive: a writer filling
+        it), never waiting; False if another process holds it the other way."""
+        ...
+
+    def release_lease(self, index: int) -> None: ...
 
     def remap(self, exclusive: bool = False) -> None: ...
 
@@ -182,13 +188,13 @@ class Leases:
                 raise _busy(self.key)
             yield from self._locked(True, timeout)
 
-    # -- leases: a lease is a lock on one slot's file --------------------------------------
+    # -- leases: a lease is the backend's lock on one slot -----------------------------------
     def try_lease(self, index: int, exclusive: bool) -> bool:
-        return self.locking.try_lock(self.file.slot_lock_fd(index), exclusive)
+        return self.file.try_lease(index, exclusive)
 
     def release(self, index: int) -> None:
         if self.file.map is not None:  # detached inside the block: closing it unlocked it
-            self.locking.unlock(self.file.slot_lock_fd(index))
+            self.file.release_lease(index)
 
     def _lease_all(self, timeout: float) -> list[int]:
         """Every slot, exclusively, waiting for the readers that are copying."""
