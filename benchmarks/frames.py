@@ -11,9 +11,9 @@
 * **view**: opening ``Segment.view()`` against one copy of the frame on a kept handle;
 * **writer**: ``write_image`` of 640x480, 1080p and 4K frames, each with ``timeout=0.5``,
   with two readers copying every frame, one reader stopped (SIGSTOP; ``NtSuspendProcess`` on
-  Windows) while it holds a frame and one stopped while it holds a ``view()``: failures, wall time and the writer's own CPU time per publish
-  (``thread_time``, which leaves out the time the kernel kept it waiting for a CPU), against
-  a memcpy.
+  Windows) while it holds a frame and one stopped while it holds a ``view()``: failures,
+  wall time and the writer's own CPU time per publish (``thread_time``, which leaves out the
+  time the kernel kept it waiting for a CPU), against a memcpy.
 
     python benchmarks/frames.py [--samples 2000] [--idle 5]
 
