@@ -109,7 +109,7 @@ def bench_wake(samples: int, idle_s: float) -> None:
         latencies = sorted(parent.recv())
         reader.join()
     p50, p99 = latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.99)]
-    how = "polling, every 2 to 20 ms" if sys.platform == "win32" else "woken by a datagram"
+    how = "woken by a named event" if sys.platform == "win32" else "woken by a datagram"
     print(f"publish to reader woken ({how}): p50 {p50:.3f} ms, p99 {p99:.3f} ms over {len(latencies)} frames")
     publish_us = statistics.median(publishes) * 1e6
     print(f"publish of a 64x48 frame with one reader waiting (header, slots, wake-up): {publish_us:.0f} us")

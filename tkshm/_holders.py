@@ -27,7 +27,8 @@ Holder table (little-endian, in the directory page after its record):
 =======  ===============  ===============================================================
 offset   size             meaning
 =======  ===============  ===============================================================
-64       32 x ``SLOTS``   one entry per holder: pid (u32), 0 (u32), the process's creation
+64       32 x ``SLOTS``   one entry per holder: pid (u32), flags (u32: 1, it waits for frames
+                          with an event, ``tkshm._events``), the process's creation
                           time (u64, FILETIME), the handle a grower gave it (u64, a value in
                           *its* handle table; 0 for none) and the serial of that mapping (u64)
 =======  ===============  ===============================================================
@@ -52,6 +53,12 @@ assert sys.platform == "win32"
 
 _TABLE: Final = 64  # where the entries start in the directory page
 _ENTRY: Final = struct.Struct("<IIQQQ")
+_PID: Final = struct.Struct("<I")
+_FLAGS: Final = struct.Struct("<I")
+_FLAGS_AT: Final = 4
+_GIVEN: Final = struct.Struct("<QQQ")
+_GIVEN_AT: Final = 8
+WAITING: Final = 0x1  # flags: the holder waits for frames with an event (tkshm._events)
 SLOTS: Final = (mmap.PAGESIZE - _TABLE) // _ENTRY.size  # 126 holders of one key at once
 # Where in the lock file (the high 32 bits of the byte offset; see tkshm._byterange).
 _OFFSET_HIGH: Final = _byterange.HOLDERS
@@ -93,7 +100,7 @@ class Holders:
     def __init__(self, directory: mmap.mmap, lock_fd: int) -> None:
         self._directory = directory
         self._fd = lock_fd
-        self._pid = os.getpid()
+        self.pid = os.getpid()
         self._created = _created(_winapi.GetCurrentProcess())
         self.index: int | None = None  # our entry, while registered
 
@@ -115,7 +122,29 @@ class Holders:
         return _ENTRY.unpack_from(self._directory, _TABLE + index * _ENTRY.size)
 
     def _set(self, index: int, pid: int = 0, created: int = 0, handle: int = 0, serial: int = 0) -> None:
-        _ENTRY.pack_into(self._directory, _TABLE + index * _ENTRY.size, pid, 0, created, handle, serial)
+        """Write an entry, all but its flags (which only its holder writes)."""
+        at = _TABLE + index * _ENTRY.size
+        _PID.pack_into(self._directory, at, pid)
+        _GIVEN.pack_into(self._directory, at + _GIVEN_AT, created, handle, serial)
+
+    def _set_flags(self, index: int, flags: int) -> None:
+        _FLAGS.pack_into(self._directory, _TABLE + index * _ENTRY.size + _FLAGS_AT, flags)
+
+    # -- wake-ups (tkshm._events) ------------------------------------------------------------
+    def set_waiting(self, on: bool) -> None:
+        """Mark our entry as having a wake-up event that writers should set."""
+        if self.index is not None:
+            self._set_flags(self.index, WAITING if on else 0)
+
+    def waiting(self) -> set[tuple[int, int, int]]:
+        """The entries, other than ours, whose holders wait with an event: (entry, pid,
+        created). Read without the lock (one copy of the table): a writer needs no more."""
+        table = self._directory[_TABLE : _TABLE + SLOTS * _ENTRY.size]
+        return {
+            (index, pid, created)
+            for index, (pid, flags, created, _, _) in enumerate(_ENTRY.iter_unpack(table))
+            if flags & WAITING and pid and index != self.index
+        }
 
     # -- a holder --------------------------------------------------------------------------
     def register(self) -> None:
@@ -125,7 +154,8 @@ class Holders:
                 return
             for index in range(SLOTS):
                 if _try_lock_byte(self._fd, _ENTRY_LOCKS + index):  # free: nobody alive holds it
-                    self._set(index, self._pid, self._created)
+                    self._set(index, self.pid, self._created)
+                    self._set_flags(index, 0)
                     self.index = index
                     return
         trace.step("holders: %d processes hold this segment already; not recorded", SLOTS)
@@ -149,6 +179,7 @@ class Holders:
             if locked:
                 self._close_given(index)
                 self._set(index)
+                self._set_flags(index, 0)
         _unlock_byte(self._fd, _ENTRY_LOCKS + index)
 
     def _close_given(self, index: int, up_to: int | None = None) -> None:
@@ -177,6 +208,7 @@ class Holders:
                         continue
                     if _try_lock_byte(self._fd, _ENTRY_LOCKS + index):  # its holder died
                         self._set(index)
+                        self._set_flags(index, 0)
                         _unlock_byte(self._fd, _ENTRY_LOCKS + index)
                         continue
                     if source is None:

@@ -50,7 +50,6 @@ SLOT_SUFFIX: Final = ".slot"
 # Readers lease frame slots with locks of their own (``tkshm.frames``), so the writer never
 # waits for them; and a reader can sleep until the next publish (``tkshm._wake``).
 SLOT_LOCKS: Final = True
-WAKE_SOCKETS: Final = True
 _OPEN_FLAGS: Final = os.O_NOFOLLOW | os.O_CLOEXEC
 # MAP_POPULATE (Linux) builds the page tables for the whole mapping in one system call.
 # A writer wants that: the first write to each 4 KiB page of a shared mapping is a page

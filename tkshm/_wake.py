@@ -20,6 +20,7 @@ import contextlib
 import errno
 import os
 import secrets
+import select
 import socket
 import stat
 import struct
@@ -65,6 +66,10 @@ class Waiter:
 
     def fileno(self) -> int:
         return self._socket.fileno()
+
+    def wait(self, timeout: float | None) -> bool:
+        """Sleep until a wake-up comes (True) or ``timeout`` passes (False)."""
+        return bool(select.select([self._socket], [], [], timeout)[0])
 
     def drain(self) -> None:
         """Read every pending wake-up: after it, the socket is readable only on the next one."""

@@ -52,11 +52,11 @@ import tempfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import replace
-from typing import Any, Final
+from typing import Final
 
 from portalocker.portalocker import Win32Locker
 
-from . import _byterange, _holders, _locking, trace
+from . import _byterange, _events, _holders, _locking, trace
 from .errors import (
     CorruptSegmentError,
     LockTimeoutError,
@@ -75,9 +75,8 @@ TEMP_SUFFIX: Final = ".tmp"  # never made here: CreateFileMapping creates a name
 LOCK_SUFFIX: Final = ".lock"
 # A lock per frame slot, as on POSIX (a byte each, ``try_lease``): a reader never keeps a
 # writer waiting. A slot added is a successor mapping, which the holders keep alive
-# (``tkshm._holders``). There is no wake-up socket, so followers look at the generation.
+# (``tkshm._holders``). Waiting readers are woken by a named event each (``tkshm._events``).
 SLOT_LOCKS: Final = True
-WAKE_SOCKETS: Final = False
 _NAMESPACE: Final = "Local\\"  # this logon session's objects: other users' sessions cannot see them
 _PAGE: Final = 4096
 _RECORD: Final = struct.Struct("<8sIIQ")
@@ -233,6 +232,7 @@ class WindowsSegmentFile:
         self.created = False
         self._directory: mmap.mmap | None = None
         self._holders: _holders.Holders | None = None  # our entry in the directory's holder table
+        self._notifier: _events.Notifier | None = None  # the waiting readers' events, once we publish
         self._serial = 0
         self._lock_file = ""
 
@@ -399,18 +399,28 @@ class WindowsSegmentFile:
     def release_lease(self, index: int) -> None:
         _byterange.unlock(self.lock_fd, _byterange.SLOTS, index)
 
-    def waiter(self) -> Any:
-        """No wake-up sockets here (Python has no Unix datagram sockets on Windows)."""
-        raise OSError("no wake-up sockets on Windows")
+    def waiter(self) -> _events.Waiter:
+        """A wake-up event for this segment (``OSError`` if it cannot have one)."""
+        if self._holders is None:
+            raise OSError("not in the holder table")
+        return _events.Waiter(_NAMESPACE, self.name, self._holders)
 
     def notify(self, generation: int) -> None:
-        """Nothing to wake: Windows readers poll the generation."""
+        """Wake the readers waiting for a new frame: set their events."""
+        if self._holders is None:
+            return
+        if self._notifier is None:
+            self._notifier = _events.Notifier(_NAMESPACE, self.name, self._holders)
+        self._notifier.notify()
 
     def close(self) -> bool:
         """Detach; return True if we were the last holder (and so deleted the lock file).
 
         Idempotent and safe on a half-built object.
         """
+        notifier, self._notifier = self._notifier, None
+        if notifier is not None:
+            notifier.close()
         holders, self._holders = self._holders, None
         if holders is not None:
             holders.unregister()

@@ -26,8 +26,8 @@ The protocol, in six lines:
    :meth:`Segment.wait_for_change` (``tkshm.waiting``; a datagram socket each, ``tkshm._wake``).
 
 On Windows the slots' locks are single bytes of the lock file (``LockFileEx``, as the data
-lock), so there too no reader makes the writer wait; waiting readers look at the generation
-(every 2 ms at first, 20 ms once nothing comes) instead of being woken.
+lock), so there too no reader makes the writer wait; waiting readers are woken by a named
+event each (``tkshm._events``) instead of a socket.
 
 The header (``tkshm.header``) is a 76-byte record in the first page; pixels follow at 4096
 (slot 0), and further slots after it:
@@ -243,8 +243,7 @@ class Segment:
             raise
         self._leases = Leases(key, self._file, _LOCKING, self._thread_lock)
         self._ring = Ring(self._leases)
-        sockets = _backend.WAKE_SOCKETS
-        self._wakeups = Wakeups(self._new_waiter, self.peek_generation, sockets, self._thread_lock)
+        self._wakeups = Wakeups(self._new_waiter, self.peek_generation, self._thread_lock)
         _open_segments.add(self)
         if trace.on():
             how = "create: new segment" if self._file.created else "attach: existing segment"
@@ -472,9 +471,8 @@ class Segment:
         generation. After ``timeout`` seconds, return the current generation, which is then
         not newer than ``after_generation``: that is how a timeout shows.
 
-        The writer wakes us itself (a datagram to our socket after each publish), so we
-        neither spin nor poll a timer (POSIX). On Windows we look at the generation, every
-        few ms at first and less often the longer nothing comes (``tkshm.waiting``).
+        The writer wakes us itself (a datagram to our socket after each publish on POSIX, our
+        event set on Windows), so we neither spin nor poll a timer (``tkshm.waiting``).
         """
         return self._wakeups.wait(after_generation, timeout)
 

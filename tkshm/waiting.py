@@ -3,14 +3,15 @@
 A reader that waits should sleep in the kernel until the writer says "new frame", not poll
 a timer: polling costs CPU and adds half a period of latency. On POSIX the writer sends a
 datagram to a socket each waiting reader binds (``tkshm._wake``), and the reader sleeps in
-``select`` on it. Where there is no such socket (Windows, or a directory too deep for a socket
-path) the reader looks at the header's generation counter instead: every ``POLL_INTERVAL`` at
-first, a quarter less often each time nothing has come, up to ``POLL_LONGEST``.
+``select`` on it; on Windows it sets an event each waiting reader made (``tkshm._events``),
+and the reader sleeps in ``WaitForSingleObject``. Where neither can be had (a directory too
+deep for a socket path, a holder table that is full) the reader looks at the header's
+generation counter instead: every ``POLL_INTERVAL`` at first, a quarter less often each time
+nothing has come, up to ``POLL_LONGEST``.
 """
 
 from __future__ import annotations
 
-import select
 import threading
 import time
 from collections.abc import Callable
@@ -26,9 +27,16 @@ _TIMER: Final = time.perf_counter
 
 
 class Waiter(Protocol):
-    """A wake-up descriptor the writer makes readable (``tkshm._wake.Waiter``)."""
+    """What the writer wakes: a socket on POSIX (``tkshm._wake.Waiter``), an event on Windows
+    (``tkshm._events.Waiter``)."""
 
-    def fileno(self) -> int: ...
+    def fileno(self) -> int | None:
+        """A descriptor for ``select`` or Tk's ``createfilehandler``; None for an event."""
+        ...
+
+    def wait(self, timeout: float | None) -> bool:
+        """Sleep until woken (True) or ``timeout`` passes (False)."""
+        ...
 
     def drain(self) -> None: ...
 
@@ -38,33 +46,32 @@ class Waiter(Protocol):
 class Wakeups:
     """One attached segment's wake-ups, as its reader sees them.
 
-    ``make`` builds the waiter (raising ``OSError`` where it cannot), ``peek`` reads the
-    generation without a lock, and ``sockets`` says whether the backend wakes readers at all.
+    ``make`` builds the waiter (raising ``OSError`` where it cannot: then the generation is
+    polled), and ``peek`` reads the generation without a lock.
     """
 
     def __init__(
-        self, make: Callable[[], Waiter], peek: Callable[[], int], sockets: bool, thread_lock: threading.RLock
+        self, make: Callable[[], Waiter], peek: Callable[[], int], thread_lock: threading.RLock
     ) -> None:
         self._make = make
         self._peek = peek
-        self._sockets = sockets
         self._thread_lock = thread_lock
         self._waiter: Any = None  # made by the first wait; False: none to be had, poll
 
     def waiter(self) -> Waiter | None:
         """The waiter, made on first use (None: poll the generation instead)."""
         with self._thread_lock:
-            if self._waiter is None and self._sockets:
+            if self._waiter is None:
                 try:
                     self._waiter = self._make()
                 except OSError as exc:  # a directory too deep for a socket path: poll instead
-                    trace.step("no wake-up socket (%s); polling the generation instead", exc.strerror or exc)
+                    trace.step("no wake-up (%s); polling the generation instead", exc.strerror or exc)
                     self._waiter = False
             return self._waiter or None
 
     def fileno(self) -> int | None:
         waiter = self.waiter()
-        return None if waiter is None else int(waiter.fileno())
+        return None if waiter is None else waiter.fileno()
 
     def drain(self) -> None:
         waiter = self.waiter()
@@ -97,4 +104,4 @@ class Wakeups:
                 time.sleep(pause if left is None else min(pause, left))
                 pause = min(pause * 1.25, POLL_LONGEST)
                 continue
-            woken = bool(select.select([waiter], [], [], left)[0])
+            woken = waiter.wait(left)
