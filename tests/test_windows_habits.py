@@ -255,15 +255,24 @@ print(win32console.GetConsoleWindow())
 def put_in_its_own_console(picture: Path, key: str) -> Iterator[tuple[subprocess.Popen[str], Lines]]:
     """``tkshm.exe put`` in a new console window, as a user starts it from a Start-menu prompt;
     yields once the image is published."""
+    with in_its_own_console(
+        ["put", "--key", key, str(picture)], r"Published .* Press Ctrl\+C to detach\."
+    ) as run:
+        yield run
+
+
+@contextlib.contextmanager
+def in_its_own_console(args: list[str], ready: str) -> Iterator[tuple[subprocess.Popen[str], Lines]]:
+    """``tkshm.exe ARGS`` in a new console window; yields once it has printed ``ready``."""
     program = scripts_folder() / "tkshm.exe"
     argv = [str(program)] if program.exists() else [sys.executable, "-m", "tkshm"]
     proc = subprocess.Popen(
-        [*argv, "put", "--key", key, str(picture)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [*argv, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True, creationflags=subprocess.CREATE_NEW_CONSOLE,
     )  # fmt: skip
     try:
         output = Lines(proc.stdout)  # type: ignore[arg-type]
-        output.wait_for(r"Published .* Press Ctrl\+C to detach\.")
+        output.wait_for(ready)
         yield proc, output
     finally:
         if proc.poll() is None:
@@ -307,6 +316,32 @@ def test_put_detaches_and_exits_0_on_keys_pressed_in_its_console(picture: Path, 
         assert ipc.read_image(key=key).size == (64, 48)
         python(SEND_CONSOLE_EVENT, proc.pid, event)
         assert_detached_with_status_0(proc, output, key)
+
+
+@windows_only
+@pytest.mark.parametrize("command", ["play", "watch"])
+def test_play_and_watch_end_cleanly_on_ctrl_c_in_their_console(key: str, command: str) -> None:
+    """A stream's two ends, started from a prompt and stopped with Ctrl+C: each says how it
+    ended, exits 0 and leaves nothing behind."""
+    if command == "play":
+        args = ["play", "--key", key, "--pattern", "--size", "64x48", "--fps", "30"]
+        ready, ended = (
+            r"Playing the test pattern .* Press Ctrl\+C to stop\.",
+            r"Stopped after publishing \d+ frames?\.",
+        )
+    else:
+        args, ready, ended = (
+            ["watch", "--key", key],
+            r"tkshm watch: nothing is published .*",
+            r"total .* frames/s.*",
+        )
+    with in_its_own_console(args, ready) as (proc, output):
+        if command == "play":
+            assert ipc.read_image(key=key).size == (64, 48)
+        python(SEND_CONSOLE_EVENT, proc.pid, _signals.CTRL_C_EVENT)
+        output.wait_for(ended)
+        assert proc.wait(30) == 0, output.until_end()
+    assert ipc.remains(key) == []
 
 
 @windows_only
