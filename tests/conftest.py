@@ -5,6 +5,7 @@ and a real Tk root for the window's tests."""
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import shutil
 import sys
@@ -113,6 +114,12 @@ def tk_root() -> Iterator[tk.Tk]:
     yield root
     with contextlib.suppress(tk.TclError):  # the window under test may have destroyed it
         root.destroy()
+    # A Tk tree is a cycle of Python objects (each widget knows its master and its children),
+    # freed by the garbage collector on whichever thread it runs next: a window's worker in
+    # the next test, where Tcl aborts the process ("async handler deleted by the wrong
+    # thread"). Collect it here, on the thread that made it.
+    del root
+    gc.collect()
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ on the worker; a key nobody published is waited for; a publisher that exits is r
 from __future__ import annotations
 
 import logging
+import time
 import tkinter as tk
 from collections.abc import Callable, Iterator
 from typing import TypeVar
@@ -16,7 +17,7 @@ from typing import TypeVar
 import pytest
 from patterns import pattern, seed_of
 from peer import Peer
-from platforms import WINDOWS
+from platforms import WINDOWS, windows_only
 from tk_fixtures import pump
 
 from tkshm import ipc
@@ -173,13 +174,18 @@ def test_start_attaches_and_shows_the_published_frame_with_its_words(
     assert view.failures == [] and view.stopped == []
 
 
-def test_a_newer_publish_is_shown_woken_by_the_segment_or_found_by_polling(
-    view: View, publisher: Publisher, caplog: pytest.LogCaptureFixture
-) -> None:
+def follow_a_first_frame(view: View, publisher: Publisher, caplog: pytest.LogCaptureFixture) -> None:
+    """Trace to ``caplog``, publish seed 1, start following, and wait until it is shown."""
     caplog.set_level(logging.INFO, logger="tkshm.trace")
     publisher.frame(seed=1)
     view.follower.start()
     view.wait(lambda: view.frames, "the first frame")
+
+
+def test_a_newer_publish_is_shown_woken_by_the_segment_or_found_by_polling(
+    view: View, publisher: Publisher, caplog: pytest.LogCaptureFixture
+) -> None:
+    follow_a_first_frame(view, publisher, caplog)
     newer = publisher.frame(seed=2)
     view.wait(lambda: view.frames[-1].generation == newer, "the newer frame")
     assert view.seeds() == [1, 2]  # each frame once, the newer one read whole
@@ -189,6 +195,37 @@ def test_a_newer_publish_is_shown_woken_by_the_segment_or_found_by_polling(
         else "follow: waiting on the segment's wake-up socket (a datagram after each publish)"
     )
     assert how in caplog.messages
+
+
+@windows_only("Tk watches the wake-up socket itself on POSIX; on Windows a thread waits on an event")
+def test_inside_mainloop_a_thread_waiting_on_the_segments_event_wakes_follow_mode(
+    view: View, publisher: Publisher, caplog: pytest.LogCaptureFixture
+) -> None:
+    follow_a_first_frame(view, publisher, caplog)
+    root, newer, end = view.root, [0], time.monotonic() + DEADLINE
+
+    def woken() -> bool:
+        thread = view.follower._thread
+        return thread is not None and thread.working is True
+
+    def check() -> None:  # inside mainloop(), as in the real program: quit once it is shown
+        if (view.frames[-1].generation == newer[0] and woken()) or time.monotonic() > end:
+            root.quit()
+        else:
+            root.after(10, check)
+
+    def publish() -> None:
+        newer[0] = publisher.frame(seed=2)
+        check()
+
+    root.after(50, publish)
+    root.mainloop()
+    assert view.frames[-1].generation == newer[0], "the newer frame was not shown"
+    thread = view.follower._thread
+    assert thread is not None and thread.working is True
+    assert any(
+        m.startswith("follow: woken by a thread waiting on the segment's event") for m in caplog.messages
+    )
 
 
 def test_a_frame_bigger_than_the_room_is_shown_sampled_down_then_whole_through_full_ready(

@@ -6,9 +6,11 @@ path:
 1. **Woken, not polling.** On POSIX the segment hands out a descriptor (a datagram socket)
    that becomes readable after each publish. Tk watches it with ``createfilehandler``, so
    the window sleeps until there is something new. Tk on Windows has no
-   ``createfilehandler`` (and the segment there no socket): an ``after()`` timer reads the
-   header's generation counter every ``FOLLOW_POLL_MS`` instead, without locking -- a few
-   microseconds when nothing has changed.
+   ``createfilehandler`` (and the segment there an event, not a socket): a thread sleeps in
+   ``wait_for_change`` and tells Tk with a virtual event (:class:`WakeThread`). tkinter
+   takes such a call from another thread only while ``mainloop()`` runs; where it refuses,
+   an ``after()`` timer reads the header's generation counter every ``FOLLOW_POLL_MS``
+   instead, without locking -- a few microseconds when nothing has changed.
 2. **The newest frame, never a queue.** At most one read is on its way. A frame published
    meanwhile only marks the window as *behind*; the next read takes whatever is newest then,
    and the frames in between are skipped (and counted). A window that cannot keep up shows
@@ -29,6 +31,7 @@ segment's holders.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 import tkinter
 import weakref
@@ -49,6 +52,11 @@ T = TypeVar("T")
 # Where the segment offers no wake-up descriptor (Windows), the generation counter is read
 # this often: a small image is then on screen within about 20 ms of being published.
 FOLLOW_POLL_MS: Final = 20
+# While a WakeThread tells Tk of each frame, the generation is still looked at this often,
+# in case a wake-up was lost (say, to a window being closed).
+FOLLOW_BACKSTOP_MS: Final = 250
+# How long the WakeThread sleeps at most before it looks whether it should stop.
+WAKE_THREAD_WAIT_S: Final = 0.1
 # Attaching is retried this often while following a key nobody has published yet.
 FOLLOW_ATTACH_RETRY_MS: Final = 500
 # The stream's figures (frames/s, skipped/s, latency) are worked out again this often: more
@@ -180,6 +188,7 @@ class Follower:
         self._behind = False  # a newer frame was announced while busy: read again after
         self._fd: int | None = None  # the wake-up descriptor
         self._watching = False  # Tk watches it (not while a read is on its way)
+        self._thread: WakeThread | None = None  # where Tk cannot watch a descriptor
         self._again = False  # read the frame on screen again (the window changed size)
         self._timers: dict[str, str] = {}  # after() ids: "attach", "poll", "status", "settle"
         self._shown: Frame | None = None
@@ -224,6 +233,7 @@ class Follower:
         self.on = False
         self._behind = False
         self._unlisten()
+        self._stop_thread()
         root = self.view.root
         for timer in self._timers.values():
             root.after_cancel(timer)
@@ -263,6 +273,7 @@ class Follower:
         if fd is None:
             trace.step("follow: checking the generation every %d ms (no wake-up socket here)", FOLLOW_POLL_MS)
             self._after("poll", FOLLOW_POLL_MS, self._poll)
+            self._start_thread(segment)
             return
         trace.step("follow: waiting on the segment's wake-up socket (a datagram after each publish)")
         self._fd = fd
@@ -300,9 +311,36 @@ class Follower:
 
     def _poll(self) -> None:
         """Where there is no wake-up socket: has the generation changed? Microseconds if not."""
-        self._after("poll", FOLLOW_POLL_MS, self._poll)
+        thread = self._thread
+        self._after("poll", FOLLOW_BACKSTOP_MS if thread and thread.working else FOLLOW_POLL_MS, self._poll)
         if not self._busy and self._is_newer():
             self._newer()
+
+    def _start_thread(self, segment: ipc.Segment) -> None:
+        root = self.view.root
+        thread = self._thread = WakeThread(root, segment, self._thread_woken)
+        thread.start()
+
+    def _stop_thread(self) -> None:
+        """Stop the WakeThread, waiting a moment for it (it looks every WAKE_THREAD_WAIT_S)."""
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.stop(self.view.root)
+
+    def _thread_woken(self) -> None:
+        """(Tk thread.) The WakeThread saw a new generation."""
+        if self._thread is None or not self.on or self.view.closed:
+            return
+        if self._thread.working is False:
+            self._thread.working = True
+            trace.step(
+                "follow: woken by a thread waiting on the segment's event (checking every %d ms as well)",
+                FOLLOW_BACKSTOP_MS,
+            )
+        if not self._busy and self._is_newer():
+            self._newer()
+        elif self._busy:
+            self._behind = True
 
     def reread(self) -> None:
         """Read the newest frame even if it is the one on screen (for a new window size)."""
@@ -476,6 +514,48 @@ class Follower:
             self.view.publisher_stopped(None, self._shown.picture.generation or 0)
             return
         self.view.failed(error)
+
+
+class WakeThread:
+    """Where Tk cannot watch the segment (Windows): a thread that sleeps in
+    ``wait_for_change`` and, for each new generation, tells the Tk thread with a virtual event.
+
+    tkinter hands a call from another thread to the Tk thread only while ``mainloop()`` runs
+    (a window driven by ``update()`` gets ``RuntimeError``); then the thread ends and the
+    window's poll, which never stopped, carries on alone.
+    """
+
+    def __init__(self, root: tkinter.Misc, segment: ipc.Segment, woken: Callable[[], None]) -> None:
+        self.working: bool | None = False  # True once a wake-up has reached Tk; None: refused
+        self._segment = segment
+        self._root = root
+        self._event = f"<<tkshm-frame-{id(self)}>>"
+        self._stopping = threading.Event()
+        root.bind(self._event, lambda event: woken())
+        self._thread = threading.Thread(target=self._run, name="tkshm-follow-wake", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, root: tkinter.Misc) -> None:
+        """(Tk thread.) End the thread before the segment is detached: it waits on its event."""
+        self._stopping.set()
+        self._thread.join(2 * WAKE_THREAD_WAIT_S)
+        with contextlib.suppress(tkinter.TclError):
+            root.unbind(self._event)
+
+    def _run(self) -> None:
+        try:
+            seen = self._segment.peek_generation()
+            while not self._stopping.is_set():
+                newest = self._segment.wait_for_change(seen, timeout=WAKE_THREAD_WAIT_S)
+                if newest > seen and not self._stopping.is_set():
+                    seen = newest
+                    self._root.event_generate(self._event, when="tail")
+        except (RuntimeError, tkinter.TclError):  # not inside mainloop(), or the window is gone
+            self.working = None
+        except (TkshmError, OSError):  # detached under us: the window is closing
+            pass
 
 
 class _Summary:
