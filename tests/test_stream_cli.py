@@ -81,8 +81,11 @@ class Reader:
         while not self._stop.wait(0.001):
             if self.segment.peek_generation() != last:
                 got = read_frame(self.segment)
-                last = got.generation
-                self.frames.append(got)
+                # (On Windows a peek at a mapping the writer has just grown out of says
+                # "changed" before the new frame is complete: the read is the one we had.)
+                if got.generation != last:
+                    last = got.generation
+                    self.frames.append(got)
 
     def wait_for(self, count: int) -> list[Got]:
         wait_until(lambda: len(self.frames) >= count, f"{count} frames", DEADLINE)

@@ -343,13 +343,15 @@ class WindowsSegmentFile:
         else:
             with memoryview(keep) as kept:
                 data[: len(keep)] = kept  # one copy: the newest frame lives on in the successor
-            _mark_moved(keep)
         tag = _data_tag(self.name, serial)
         if self._holders is not None:  # the others hold it before the directory names it,
             self._holders.give(tag, serial)  # so that a kill from here on loses nothing
         _write_serial(self._directory, serial)  # only now can others find it
+        if keep is not None:
+            _mark_moved(keep)  # (after: a reader that looks again finds the successor named)
         if self._holders is not None:
             self._holders.give(tag, serial)  # whoever joined meanwhile
+            self._holders.followed(serial)  # a mapping we were given before is not needed now
         old, self.map, self._serial = self.map, data, serial
         if old is not None:
             old.close()

@@ -23,6 +23,8 @@ import os
 import shutil
 import sys
 import sysconfig
+import time
+from collections.abc import Callable
 from typing import Any, Final
 
 from . import asset
@@ -33,6 +35,8 @@ ICON_SIZE: Final = "256x256"
 WM_CLASS: Final = "Tkshm"
 LOCALE_DIR: Final = os.path.join(os.path.dirname(os.path.abspath(__file__)), "locale")
 TRANSLATED: Final = ("zh_CN",)
+_ERROR_SHARING_VIOLATION: Final = 32
+_SHARING_PATIENCE_S: Final = 3.0
 
 
 def N_(message: str) -> str:
@@ -182,9 +186,25 @@ def _install_shortcut(home: str | None = None) -> list[str]:
     os.makedirs(os.path.dirname(link), exist_ok=True)
     program, arguments = gui_program()
     temporary = link + ".tmp"  # not a .lnk: the Start menu never shows a half-written link
-    _save_shell_link(temporary, program, arguments, icon)
-    os.replace(temporary, link)
+    _shared_moment(lambda: _save_shell_link(temporary, program, arguments, icon))
+    _shared_moment(lambda: os.replace(temporary, link))
     return [link, icon]
+
+
+def _shared_moment(action: Callable[[], object]) -> None:
+    """Run ``action``, trying again for a moment while another program has the file open.
+    On Windows the shell (Wine's menu builder, a virus scanner, a search indexer) reads a new
+    link just after it is written, and a file open there cannot be written or replaced: a
+    sharing violation that passes within milliseconds."""
+    end = time.monotonic() + _SHARING_PATIENCE_S
+    while True:
+        try:
+            action()
+            return
+        except OSError as exc:  # (a COM error becomes one too: see _save_shell_link)
+            if getattr(exc, "winerror", None) != _ERROR_SHARING_VIOLATION or time.monotonic() > end:
+                raise
+        time.sleep(0.05)
 
 
 def _uninstall_shortcut(home: str | None = None) -> list[str]:

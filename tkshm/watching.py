@@ -222,6 +222,10 @@ def watch(
                         generation = newest
                         continue
                     read_ns = time.time_ns()
+                    if received.generation <= generation:
+                        # Windows: the writer has grown the segment into a new mapping and
+                        # marked the old one changed; the new frame is not complete yet.
+                        continue
                     generation = received.generation
                     latency, torn = measure(read_stamps(received.image), received.write_time_ns, read_ns)
                     stats.frame(received.generation, latency, torn)
