@@ -17,7 +17,7 @@ from typing import TypeVar
 import pytest
 from patterns import pattern, seed_of
 from peer import Peer
-from platforms import WINDOWS, windows_only
+from platforms import WINDOWS, posix_only, windows_only
 from tk_fixtures import pump
 
 from tkshm import ipc
@@ -226,6 +226,32 @@ def test_inside_mainloop_a_thread_waiting_on_the_segments_event_wakes_follow_mod
     assert any(
         m.startswith("follow: woken by a thread waiting on the segment's event") for m in caplog.messages
     )
+
+
+@posix_only("Tk's file handlers exist on POSIX only; on Windows a thread posts a virtual event")
+def test_an_error_while_woken_is_reported_and_the_main_loop_goes_on(
+    view: View, publisher: Publisher, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # tkinter raises an exception from a file handler out of mainloop(): a window closed by
+    # Ctrl+C while a woken read laid itself out ended with "application has been destroyed".
+    follow_a_first_frame(view, publisher, caplog)
+    root, reported, end = view.root, [], time.monotonic() + DEADLINE
+    monkeypatch.setattr(root, "report_callback_exception", lambda *info: reported.append(info[1]))
+
+    def destroyed() -> tuple[int, int]:
+        raise tk.TclError('can\'t invoke "winfo" command: application has been destroyed')
+
+    monkeypatch.setattr(view.picture_area, "size", destroyed)
+
+    def check() -> None:
+        if reported or time.monotonic() > end:
+            root.quit()
+        else:
+            root.after(10, check)
+
+    root.after(50, lambda: (publisher.frame(seed=2), check()))
+    root.mainloop()  # on the old code this raised the TclError
+    assert [str(e) for e in reported] == ['can\'t invoke "winfo" command: application has been destroyed']
 
 
 def test_a_frame_bigger_than_the_room_is_shown_sampled_down_then_whole_through_full_ready(

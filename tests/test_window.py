@@ -6,6 +6,8 @@ font, and a demo window says its role."""
 from __future__ import annotations
 
 import gc
+import os
+import signal
 import tkinter as tk
 import tkinter.font as tkfont
 import weakref
@@ -20,6 +22,7 @@ from tk_fixtures import App, AppFactory, make_photo, pump
 
 from tkshm import ipc
 from tkshm.window.dialog import DEFAULT_SIZE, MIN_WINDOW
+from tkshm.window.main import close_on_signal
 from tkshm.window.status import describe, milliseconds, number, size, stream_glossary
 from tkshm.window.tracepane import unbreakable
 from tkshm.window.widgets import Rect, overlap, screen_rect
@@ -399,3 +402,24 @@ def test_the_trace_pane_keeps_numbers_with_their_units() -> None:
     assert unbreakable("lock not granted after 5 s: another process holds it") == (
         f"lock not granted after 5{NBSP}s: another process holds it"
     )
+
+
+@posix_only("a signal sent to oneself: Windows has no os.kill for SIGINT to the own process")
+def test_ctrl_c_closes_the_window_soon_but_not_inside_a_callbacks_layout(
+    make_app: AppFactory, tk_root: tk.Tk
+) -> None:
+    # The signal handler runs between two Python instructions, maybe inside a callback that
+    # then calls update_idletasks() and measures a widget: closing there destroyed the window
+    # under that callback ("application has been destroyed").
+    app = make_app()
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        close_on_signal(tk_root, app)
+        os.kill(os.getpid(), signal.SIGINT)
+        tk_root.update_idletasks()
+        assert not app.closed
+        assert tk_root.winfo_width() > 0  # still there to measure
+        pump(tk_root, lambda: app.closed, 10.0, "the window closed by Ctrl+C")
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)

@@ -94,8 +94,9 @@ class FollowView(Protocol):
     its follower)."""
 
     @property
-    def root(self) -> tkinter.Misc:
-        """The Tk root: ``after()`` timers, drawing a frame at once, watching the wake-up socket."""
+    def root(self) -> tkinter.Tk:
+        """The Tk root: ``after()`` timers, drawing a frame at once, watching the wake-up socket,
+        reporting an error in a callback."""
 
     @property
     def key(self) -> str:
@@ -286,7 +287,7 @@ class Follower:
         self._watching = on
         tk: Any = self.view.root.tk  # file handlers are Tk's on Unix only (wake_fileno() is None elsewhere)
         if on:
-            tk.createfilehandler(self._fd, tkinter.READABLE, self._woken)
+            tk.createfilehandler(self._fd, tkinter.READABLE, self._file_handler)
         else:
             tk.deletefilehandler(self._fd)
 
@@ -295,6 +296,15 @@ class Follower:
         self._fd = None
 
     # -- being told of a new frame -----------------------------------------------------------
+    def _file_handler(self, fd: int, mask: int) -> None:
+        """Tk's file handler. Unlike a button's or a timer's, an exception raised here is not
+        reported and forgotten: tkinter raises it out of ``mainloop()``, and the window would
+        end. Report it as any other callback's."""
+        try:
+            self._woken(fd, mask)
+        except Exception as error:
+            self.view.root.report_callback_exception(type(error), error, error.__traceback__)
+
     def _woken(self, fd: int, mask: int) -> None:
         """The wake-up socket is readable: something was published."""
         segment = self.segment

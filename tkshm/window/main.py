@@ -39,18 +39,32 @@ def run(
         zoom=zoom, role=role, follow=follow, stream=stream,
     )  # fmt: skip
 
+    close_on_signal(root, app)
+    if app.events:
+        root.update()
+        if app.closed:  # a Ctrl+C as the window opened
+            return 0
+        app.announce_geometry()
+        app._event("READY")
+    root.mainloop()
+    return 0
+
+
+def close_on_signal(root: tk.Tk, app: Dialog) -> None:
+    """Have Ctrl+C and SIGTERM close the window as its close button does.
+
+    A signal handler runs between two Python instructions, maybe in the middle of a Tk
+    callback, so it only asks Tk to close soon. It asks with a timer, not ``after_idle``: a
+    callback that calls ``update_idletasks()`` (to lay out before it measures) runs idle work
+    at once, and the window would vanish under the rest of that callback.
+    """
+
     def request_close(signum: int, frame: object) -> None:
         # Once is enough: a second Ctrl+C (the demo passes one on, and the terminal sends
         # its own) must not interrupt the close that detaches us. SIGTERM still ends us.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        root.after_idle(app.close)
+        root.after(0, app.close)
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, request_close)
-    if app.events:
-        root.update()
-        app.announce_geometry()
-        app._event("READY")
-    root.mainloop()
-    return 0
