@@ -24,7 +24,7 @@ from typing import Any, Final
 
 from PIL import Image
 
-from . import __version__, figures, ipc, stream, trace, watching
+from . import __version__, figures, ipc, qt, stream, trace, watching
 from ._signals import stop_requests
 from .errors import ImageError, SegmentNotFoundError, TkshmError
 from .header import BYTES_PER_PIXEL
@@ -105,6 +105,7 @@ def build_parser() -> _Parser:
 
     put = command("put", "Publish an image; stay attached until Ctrl+C.")
     put.add_argument("image", help="image file to publish")
+    _add_qt(put, "publish as Qt's example does, for Qt's example to display")
     play = command("play", "Publish an animation, or a moving test pattern, frame by frame.")
     play.description = (
         "Publish an animation, or a moving test pattern, frame by frame, each when it is due: "
@@ -168,6 +169,7 @@ def build_parser() -> _Parser:
         help="file to write, in the format its extension names (.png, .jpg, .tiff, ...); "
         "'-' writes a PNG to standard output",
     )  # fmt: skip
+    _add_qt(get, "read what Qt's example published")
     info = command("info", "Show a segment's header, orphaned or not.")
     info.add_argument("--json", action="store_true", help="print JSON instead of text")
     listing = command(
@@ -176,7 +178,12 @@ def build_parser() -> _Parser:
     listing.add_argument("--json", action="store_true", help="print JSON instead of text")
     listing.set_defaults(every_key=True)  # without --key, list shows every key's segment
     # clean removes every orphan; --key is accepted by the parser only to be refused in words.
-    command("clean", "Remove orphaned segments, never one in use.", key_help=argparse.SUPPRESS)
+    clean = command("clean", "Remove orphaned segments, never one in use.", key_help=argparse.SUPPRESS)
+    _add_qt(
+        clean,
+        "repair what a killed Qt program left under --key: remove its orphaned segment, "
+        "release a semaphore it left taken",
+    )
     window = command("gui", "Open the window (the default command).")
     window.add_argument("--lang", default=argparse.SUPPRESS, help=f"language of the window: {languages}")
     window.add_argument("--geometry", help="window size and place, as in Tk: WxH+X+Y or +X+Y")
@@ -220,6 +227,15 @@ def build_parser() -> _Parser:
     )
     command("uninstall-desktop", "Remove it from the desktop menu again.", common=False)
     return parser
+
+
+def _add_qt(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--qt", type=int, choices=qt.VERSIONS, metavar="5|6",
+        help=f"speak Qt's own protocol ({what}): 5 is Qt 5 and Qt 6's legacy keys (System V), "
+        f"6 is Qt 6's native keys (POSIX); the key defaults to {qt.DEFAULT_KEY!r}. "
+        "Needs pip install 'tkshm[qt]'",
+    )  # fmt: skip
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -283,7 +299,7 @@ def _check_options(top: _Parser, args: argparse.Namespace) -> None:
     command's name for play and watch, whose every error starts ``tkshm play:``)."""
     command = args.command or "gui"
     parser = top.commands[command] if command in _OWN_PREFIX else top
-    if args.key is not None and command not in _USES_KEY:
+    if args.key is not None and command not in _USES_KEY and not getattr(args, "qt", None):
         if command == "clean":
             parser.error(
                 "clean removes every orphaned segment and takes no --key; "
@@ -339,7 +355,7 @@ def _run(argv: Sequence[str] | None) -> int:
     _check_options(parser, args)
     args.every_key = getattr(args, "every_key", False) and args.key is None
     if args.key is None and args.command != "demo":  # the demo makes a fresh key of its own
-        args.key = ipc.DEFAULT_KEY
+        args.key = qt.DEFAULT_KEY if getattr(args, "qt", None) else ipc.DEFAULT_KEY
     handler = _COMMANDS.get(args.command or "gui")
     assert handler is not None
     printer = trace.to_stream(sys.stderr) if getattr(args, "trace", False) else None
@@ -347,6 +363,8 @@ def _run(argv: Sequence[str] | None) -> int:
     try:
         return handler(args)
     except SegmentNotFoundError as exc:
+        if getattr(args, "qt", None):  # Qt's sentence names Qt's objects and Qt's example
+            return _fail(str(exc), prog)
         # At a shell prompt, name the command that publishes (the window says Qt's sentence,
         # "Load an image first.").
         key = _printable(repr(exc.key))
@@ -397,6 +415,8 @@ def _frames(count: int) -> str:
 
 def _put(args: argparse.Namespace) -> int:
     loaded = _load_quietly(args.image)
+    if args.qt:
+        return _put_qt(args, loaded)
     width, height = loaded.image.size
     # Ctrl+C, SIGTERM; on Windows also Ctrl+Break and closing the console (see _signals).
     # The segment's block is inside, so it is detached before a close handler lets go.
@@ -409,6 +429,20 @@ def _put(args: argparse.Namespace) -> int:
             flush=True,
         )
         while not stop.wait(0.5):  # a timed wait lets signal handlers run promptly
+            pass
+    return 0
+
+
+def _put_qt(args: argparse.Namespace, loaded: LoadedImage) -> int:
+    """put --qt: the image as Qt's example publishes it (a PNG in a QDataStream), held."""
+    with stop_requests() as stop, qt.publish(loaded.image, args.key, args.qt) as published:
+        width, height = loaded.image.size
+        print(
+            f"Published {_printable(args.image)} ({width}x{height}) in Qt {args.qt}'s format under Qt's "
+            f"key {_printable(repr(args.key))}: {'; '.join(published.objects())}. Press Ctrl+C to detach.",
+            flush=True,
+        )
+        while not stop.wait(0.5):  # as in _put
             pass
     return 0
 
@@ -619,13 +653,13 @@ def _get(args: argparse.Namespace) -> int:
             return _fail(
                 "Refusing to write a PNG to the terminal; redirect it (-o - > copy.png) or name a file."
             )
-        image = ipc.read_image(key=args.key)
+        image = _read_for_get(args)
         image.save(sys.stdout.buffer, "PNG")
         return 0
     if os.path.isdir(output):
         example = os.path.join(output, "copy.png")
         return _fail(f"Cannot save to {output}: it is a directory; name a file in it, such as {example}.")
-    image = ipc.read_image(key=args.key)
+    image = _read_for_get(args)
     fmt, refusal = _save_format(output, image)
     if refusal is not None:
         return _fail(refusal)
@@ -647,6 +681,14 @@ def _get(args: argparse.Namespace) -> int:
         return _fail(f"Cannot save {output}: {exc}.")
     print(f"Saved {image.width}x{image.height} image to {_printable(output)}{note}.")
     return 0
+
+
+def _read_for_get(args: argparse.Namespace) -> Image.Image:
+    if args.qt:
+        # Qt's payload is a PNG, decoded as a file is (not with --trace: it writes to stderr).
+        with contextlib.nullcontext() if args.trace else _decoding_quietly():
+            return qt.read_image(args.key, args.qt)
+    return ipc.read_image(key=args.key)
 
 
 def _when(ns: int) -> str:
@@ -714,6 +756,13 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _clean(args: argparse.Namespace) -> int:
+    if args.qt:
+        done = qt.clean(args.key, args.qt)
+        for line in done:
+            print(f"{line}.")
+        if not done:
+            print(f"Nothing to repair under Qt's key {_printable(repr(args.key))}.")
+        return 0
     removed = ipc.clean()
     for path in removed:
         print(f"Removed {path}")

@@ -6,6 +6,7 @@ Every message is a sentence a person can act on; details live in attributes and 
     TkshmError                      base class: catch this to catch everything below
     ├── InvalidKeyError             the key cannot name a segment (empty, NUL, too long)
     ├── SegmentNotFoundError        nothing is published under the key ("load an image first")
+    ├── SegmentInUseError           a live process holds the segment a publisher needs to create
     ├── LockTimeoutError            another process held the lock for longer than the timeout
     ├── CorruptSegmentError         the header is not a valid tkshm header
     │   └── IncompleteImageError    a writer died half-way through copying pixels
@@ -25,6 +26,7 @@ __all__ = [
     "InvalidKeyError",
     "LockTimeoutError",
     "OutOfSharedMemoryError",
+    "SegmentInUseError",
     "SegmentNotFoundError",
     "TkshmError",
     "UnsafePathError",
@@ -42,20 +44,31 @@ class InvalidKeyError(TkshmError, ValueError):
 class SegmentNotFoundError(TkshmError):
     """No segment exists under this key (or its last holder is gone)."""
 
-    def __init__(self, key: str) -> None:
+    def __init__(self, key: str, message: str | None = None) -> None:
         super().__init__(
-            f"Nothing is published under key {key!r}: no process holds a segment for it. "
+            message
+            or f"Nothing is published under key {key!r}: no process holds a segment for it. "
             "Publish an image there first (ipc.publish, or tkshm put)."
         )
+        self.key = key
+
+
+class SegmentInUseError(TkshmError):
+    """The segment a publisher must create exists and a live process holds it (Qt's example
+    says "Unable to create shared memory segment.")."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
         self.key = key
 
 
 class LockTimeoutError(TkshmError, TimeoutError):
     """Another process held the segment's lock for longer than we were willing to wait."""
 
-    def __init__(self, key: str, timeout: float) -> None:
+    def __init__(self, key: str, timeout: float, message: str | None = None) -> None:
         super().__init__(
-            f"Shared memory segment {key!r} is busy: another process has held its lock "
+            message
+            or f"Shared memory segment {key!r} is busy: another process has held its lock "
             f"for more than {timeout:g} s. Try again."
         )
         self.key = key

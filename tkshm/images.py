@@ -97,10 +97,21 @@ def load_image(path: str | os.PathLike[str]) -> LoadedImage:
     row is decoded, so a decompression bomb costs a few hundred bytes of reading, not RAM.
     """
     name = os.fspath(path)
-    with _open_regular_file(name) as file, _decoding(name):
+    with _open_regular_file(name) as file:
+        return _load(file, name)
+
+
+def decode_bytes(data: bytes, name: str) -> LoadedImage:
+    """:func:`load_image` for an image file held in memory (one that came out of shared
+    memory, say); ``name`` is what its sentences call it. The same checks apply."""
+    return _load(io.BytesIO(data), name)
+
+
+def _load(file: BinaryIO, name: str) -> LoadedImage:
+    with _decoding(name):
         # Not ``with Image.open(...)``: closing the image would free the pixels, and an RGBA
-        # file's decoded image is the very one we return. The file itself is closed by
-        # _open_regular_file; a converted original is freed on return.
+        # file's decoded image is the very one we return. The file itself is closed by the
+        # caller; a converted original is freed on return.
         opened = Image.open(file)
         _check_size(opened, name)
         # No seek(0): an image is opened at its first frame already, and formats that

@@ -93,6 +93,7 @@ from .errors import (
     InvalidKeyError,
     LockTimeoutError,
     OutOfSharedMemoryError,
+    SegmentInUseError,
     SegmentNotFoundError,
     TkshmError,
     UnsafePathError,
@@ -114,9 +115,9 @@ _LOCKING: Final = Locking(_backend.try_lock, _backend.unlock, _backend.SLOT_LOCK
 __all__ = [
     "DEFAULT_KEY", "DEFAULT_TIMEOUT", "MAX_SLOTS", "CopyStats", "CorruptSegmentError", "FrameInfo",
     "ImageError", "ImageTooLargeError", "IncompleteImageError", "InvalidKeyError",
-    "LockTimeoutError", "OutOfSharedMemoryError", "Segment", "SegmentInfo", "SegmentNotFoundError",
-    "TkshmError", "UnsafePathError", "clean", "info", "list_segments", "native_name", "publish",
-    "read_image", "remains", "segment_directory",
+    "LockTimeoutError", "OutOfSharedMemoryError", "Segment", "SegmentInUseError", "SegmentInfo",
+    "SegmentNotFoundError", "TkshmError", "UnsafePathError", "check_key", "clean", "info",
+    "list_segments", "native_name", "publish", "read_image", "remains", "segment_directory",
 ]  # fmt: skip
 
 DEFAULT_KEY: Final = "tkshm"
@@ -136,15 +137,21 @@ def native_name(key: str) -> str:
     and two different keys share a segment only if 64 bits of their SHA-256 hashes collide
     (about one chance in 10^19 for any given pair).
     """
+    check_key(key)
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    slug = _SLUG_UNSAFE.sub("_", key).strip("_")[:32]
+    return f"tkshm_{slug}_{digest}" if slug else f"tkshm_{digest}"
+
+
+def check_key(key: str, example: str = DEFAULT_KEY) -> None:
+    """Refuse, with InvalidKeyError, a key that cannot name anything: not a string, empty,
+    with a NUL (C strings end there), or longer than :data:`MAX_KEY_LENGTH`."""
     if not isinstance(key, str) or not key:
-        raise InvalidKeyError("The key must be a non-empty string, for example 'tkshm'.")
+        raise InvalidKeyError(f"The key must be a non-empty string, for example {example!r}.")
     if "\0" in key:
         raise InvalidKeyError("The key must not contain a NUL character.")
     if len(key) > MAX_KEY_LENGTH:
         raise InvalidKeyError(f"The key is {len(key):,} characters long; use at most {MAX_KEY_LENGTH}.")
-    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-    slug = _SLUG_UNSAFE.sub("_", key).strip("_")[:32]
-    return f"tkshm_{slug}_{digest}" if slug else f"tkshm_{digest}"
 
 
 def segment_directory() -> str:

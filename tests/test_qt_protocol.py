@@ -1,0 +1,394 @@
+"""Qt's own protocol against the real thing: PySide6's ``QSharedMemory`` on the other side.
+
+Each test runs ``tests/qt_peer.py`` (PySide6 doing what Qt's example's two slots do) as a
+separate process, with both of Qt's key styles: ``legacy`` keys are Qt 5's System V objects
+(``--qt 5``), ``native`` keys Qt 6's POSIX ones (``--qt 6``). Images go both ways, pixel for
+pixel; Qt's semaphore is honoured, with tkshm's timeout; what a killed Qt program leaves is
+repaired; and anything at Qt's key that is not a QDataStream'd image gets one sentence.
+
+Every test gets its own key and its own Qt temporary directory (``TMPDIR``, where Qt 5 keeps
+its key files), and leaves no System V object, ``/dev/shm`` entry or key file behind.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import signal
+import struct
+import subprocess
+import sys
+import time
+import uuid
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from commands import Running
+from patterns import pattern
+from PIL import Image
+from platforms import posix_only
+
+pytestmark = posix_only("Qt's protocol is spoken on Linux for now (System V and POSIX objects)")
+
+sysv_ipc = pytest.importorskip("sysv_ipc") if sys.platform != "win32" else None
+posix_ipc = pytest.importorskip("posix_ipc") if sys.platform != "win32" else None
+
+from tkshm import qt  # noqa: E402
+from tkshm.errors import (  # noqa: E402
+    CorruptSegmentError,
+    ImageError,
+    ImageTooLargeError,
+    LockTimeoutError,
+    SegmentInUseError,
+    UnsafePathError,
+)
+from tkshm.qt import keys, payload  # noqa: E402
+
+QT_PEER = str(Path(__file__).with_name("qt_peer.py"))
+STYLES = {5: "legacy", 6: "native"}
+IDS = {5: "qt5-legacy-sysv", 6: "qt6-native-posix"}
+
+
+def versions(*which: int) -> pytest.MarkDecorator:
+    """Run the test with ``qt_key`` in each of Qt's key styles named."""
+    return pytest.mark.parametrize("qt_key", which, indirect=True, ids=[IDS[v] for v in which])
+
+
+VERSIONS = versions(5, 6)
+
+
+@dataclass
+class QtKey:
+    key: str
+    version: int
+    env: dict[str, str]  # TMPDIR for both sides
+
+    @property
+    def style(self) -> str:
+        return STYLES[self.version]
+
+    def peer(self, *args: str) -> Running:
+        return Running([sys.executable, QT_PEER, args[0], self.key, self.style, *args[1:]], env=self.env)
+
+    def tkshm(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "tkshm", *args, "--qt", str(self.version), "--key", self.key]
+        done = subprocess.run(
+            argv, capture_output=True, text=True, env={**os.environ, **self.env}, timeout=60
+        )
+        if check:
+            assert done.returncode == 0, done.stderr
+        return done
+
+    def leftovers(self) -> list[str]:
+        found = [p for p in os.listdir(self.env["TMPDIR"]) if p.startswith("qipc_")]
+        for path in (f"/dev/shm/{self.key}", f"/dev/shm/sem.{self.key}"):
+            if os.path.lexists(path):
+                found.append(path)
+        return found
+
+
+@pytest.fixture
+def qt_key(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[QtKey]:
+    """A fresh key and Qt temporary directory; fails if anything of the key is left afterwards."""
+    version = request.param
+    tmpdir = tmp_path / "qt-tmp"
+    tmpdir.mkdir(mode=0o700)
+    monkeypatch.setenv("TMPDIR", str(tmpdir))
+    made = QtKey(f"tkshmTest{uuid.uuid4().hex[:10]}", version, {"TMPDIR": str(tmpdir)})
+    yield made
+    left = made.leftovers()
+    # Qt 6 itself leaves /dev/shm/K on every exit (PySide6 as the loader): not tkshm's to judge.
+    qt_left = [p for p in left if p == f"/dev/shm/{made.key}" and getattr(request.node, "qt_leaks", False)]
+    for path in left:
+        if path.startswith("/dev/shm/"):
+            os.unlink(path)
+    sysv_left = _remove_sysv(made.key, str(tmpdir))
+    assert not [p for p in left if p not in qt_left] and not sysv_left, f"left behind: {left} {sysv_left}"
+
+
+def _remove_sysv(key: str, tmpdir: str) -> list[str]:
+    """Remove (and name) System V objects still at the key's key files."""
+    found = []
+    for kind in ("sharedmemory", "systemsem"):
+        path = os.path.join(tmpdir, keys.legacy_name(key, kind))
+        if not os.path.exists(path):
+            continue
+        number = sysv_ipc.ftok(path, keys.FTOK_ID, silence_warning=True)
+        cls = sysv_ipc.SharedMemory if kind == "sharedmemory" else sysv_ipc.Semaphore
+        try:
+            obj = cls(number)
+        except sysv_ipc.ExistentialError:
+            continue
+        found.append(f"{kind} {obj.id}")
+        if kind == "sharedmemory":
+            obj.detach()
+        obj.remove()
+        os.unlink(path)
+    return found
+
+
+def leaks(request: pytest.FixtureRequest) -> None:
+    """Mark the test as one where Qt 6 (PySide6) leaves its /dev/shm object, as Qt 6 does."""
+    request.node.qt_leaks = True
+
+
+def picture(alpha: bool) -> Image.Image:
+    image = pattern(97, 61, 7)  # odd sizes: no row padding can hide
+    if not alpha:
+        image.putalpha(255)
+    return image
+
+
+# -- both ways, pixel for pixel ---------------------------------------------------------------
+@VERSIONS
+@pytest.mark.parametrize("alpha", [True, False], ids=["with-alpha", "opaque"])
+def test_tkshm_put_is_displayed_by_qt_pixel_for_pixel(qt_key: QtKey, tmp_path: Path, alpha: bool) -> None:
+    source, out = tmp_path / "source.png", tmp_path / "qt.png"
+    picture(alpha).save(source)
+    put = Running([sys.executable, "-m", "tkshm", "put", "--qt", str(qt_key.version), "--key", qt_key.key,
+                   str(source)], env=qt_key.env)  # fmt: skip
+    try:
+        assert f"in Qt {qt_key.version}'s format" in put.line()
+        shown = qt_key.peer("display", str(out))
+        assert shown.line().startswith("SAVED 97x61")
+        assert shown.finish()[0] == 0
+    finally:
+        status, _, err = put.stop(signal.SIGINT)
+    assert status == 0, err
+    got = Image.open(out).convert("RGBA")
+    assert got.tobytes() == picture(alpha).tobytes()
+
+
+@VERSIONS
+@pytest.mark.parametrize("alpha", [True, False], ids=["with-alpha", "opaque"])
+def test_what_qt_loads_tkshm_get_saves_pixel_for_pixel(
+    qt_key: QtKey, tmp_path: Path, alpha: bool, request: pytest.FixtureRequest
+) -> None:
+    leaks(request)
+    source, out = tmp_path / "source.png", tmp_path / "got.png"
+    picture(alpha).save(source)
+    loader = qt_key.peer("load", str(source))
+    try:
+        assert loader.line().strip() == "READY"
+        done = qt_key.tkshm("get", "-o", str(out), check=True)
+        assert done.stdout.strip() == f"Saved 97x61 image to {out}."
+    finally:
+        loader.stop(signal.SIGTERM)
+    assert Image.open(out).convert("RGBA").tobytes() == picture(alpha).tobytes()
+
+
+@VERSIONS
+def test_the_library_publishes_and_reads_for_qt_both_ways(qt_key: QtKey, tmp_path: Path) -> None:
+    image = picture(True)
+    with qt.publish(image, qt_key.key, qt_key.version) as published:
+        assert len(published.objects()) == 2
+        out = tmp_path / "qt.png"
+        shown = qt_key.peer("display", str(out))
+        assert shown.line().startswith("SAVED")
+        assert qt.read_image(qt_key.key, qt_key.version).tobytes() == image.tobytes()
+    assert Image.open(out).convert("RGBA").tobytes() == image.tobytes()
+
+
+# -- the lock ---------------------------------------------------------------------------------
+@VERSIONS
+def test_a_qt_process_holding_the_lock_for_a_second_delays_get_by_that_second(
+    qt_key: QtKey, tmp_path: Path
+) -> None:
+    with qt.publish(picture(True), qt_key.key, qt_key.version):
+        holder = qt_key.peer("hold", "1.0")
+        assert holder.line().strip() == "LOCKED"
+        started = time.monotonic()
+        qt_key.tkshm("get", "-o", str(tmp_path / "got.png"), check=True)
+        waited = time.monotonic() - started
+        assert holder.line().strip() == "UNLOCKED"
+        assert holder.finish()[0] == 0
+    # The holder sleeps a whole second after saying LOCKED; the get cannot have copied before.
+    assert waited >= 0.5, f"get took {waited:.2f} s: it did not wait for Qt's lock"
+
+
+@VERSIONS
+def test_a_lock_held_for_ever_is_waited_for_only_the_timeout(qt_key: QtKey) -> None:
+    with qt.publish(picture(True), qt_key.key, qt_key.version):
+        holder = qt_key.peer("lock-and-wait")
+        try:
+            assert holder.line().strip() == "LOCKED"
+            started = time.monotonic()
+            with pytest.raises(LockTimeoutError, match=re.escape("stayed taken for more than 0.3 s")):
+                qt.read_image(qt_key.key, qt_key.version, timeout=0.3)
+            assert time.monotonic() - started < 30  # bounded: never Qt's wait for ever
+        finally:
+            holder.kill()
+
+
+@versions(5)
+def test_a_qt5_holder_killed_inside_lock_gives_the_lock_back(qt_key: QtKey) -> None:
+    with qt.publish(picture(True), qt_key.key, 5):
+        holder = qt_key.peer("lock-and-wait")
+        assert holder.line().strip() == "LOCKED"
+        holder.kill()  # SEM_UNDO: the kernel gives the semaphore back as the holder dies
+        assert qt.read_image(qt_key.key, 5).tobytes() == picture(True).tobytes()
+
+
+# -- crashes ----------------------------------------------------------------------------------
+@VERSIONS
+def test_after_a_qt_loader_is_killed_put_still_publishes(
+    qt_key: QtKey, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    source = tmp_path / "source.png"
+    picture(True).save(source)
+    loader = qt_key.peer("load", str(source))
+    assert loader.line().strip() == "READY"
+    loader.kill()  # SIGKILL: Qt never detaches; System V keeps the segment with nattch 0
+    with qt.publish(picture(False), qt_key.key, qt_key.version):
+        assert qt.read_image(qt_key.key, qt_key.version).tobytes() == picture(False).tobytes()
+    # What is left is the killed Qt's semaphore (it made it, and died before removing it).
+    assert qt_key.leftovers()
+    repaired = qt_key.tkshm("clean", check=True)
+    assert "which no segment uses" in repaired.stdout
+    assert qt_key.leftovers() == []
+
+
+@VERSIONS
+def test_put_refuses_a_key_a_live_qt_process_holds_in_one_sentence(
+    qt_key: QtKey, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    leaks(request)
+    source = tmp_path / "source.png"
+    picture(True).save(source)
+    loader = qt_key.peer("load", str(source))
+    try:
+        assert loader.line().strip() == "READY"
+        done = qt_key.tkshm("put", str(source))
+        with pytest.raises(SegmentInUseError):
+            qt.publish(picture(True), qt_key.key, qt_key.version)
+    finally:
+        loader.stop(signal.SIGTERM)
+    assert done.returncode == 1
+    assert re.fullmatch(r"tkshm: Unable to create shared memory segment: .*\.\n", done.stderr), done.stderr
+    assert f"process {loader.proc.pid}" in done.stderr
+
+
+@versions(6)
+def test_a_qt6_holder_killed_inside_lock_is_said_within_the_timeout_and_clean_repairs_it(
+    qt_key: QtKey,
+) -> None:
+    with qt.publish(picture(True), qt_key.key, 6):
+        holder = qt_key.peer("lock-and-wait")
+        assert holder.line().strip() == "LOCKED"
+        holder.kill()  # a POSIX semaphore has no undo: it stays at 0
+        with pytest.raises(LockTimeoutError, match=f"tkshm clean --qt 6 --key {qt_key.key} releases it"):
+            qt.read_image(qt_key.key, 6, timeout=0.3)
+        repaired = qt_key.tkshm("clean", check=True)
+        assert repaired.stdout.startswith(f"Released Qt's semaphore /{qt_key.key}:"), repaired.stdout
+        assert qt.read_image(qt_key.key, 6).tobytes() == picture(True).tobytes()
+
+
+# -- what is not a QDataStream'd image --------------------------------------------------------
+def _png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _bomb() -> bytes:
+    """A PNG whose header claims 40000x40000 pixels (1.6 billion): a few hundred bytes."""
+    data = bytearray(_png(Image.new("RGBA", (1, 1))))
+    ihdr = struct.pack(">IIBBBBB", 40000, 40000, 8, 6, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    data[8:33] = struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk))
+    return bytes(data)
+
+
+HOSTILE = {
+    "garbage": (
+        b"\x89garbage that is not a stream" * 3,
+        CorruptSegmentError,
+        "does not hold a QDataStream'd image",
+    ),
+    "null-image": (payload.null_image(), ImageError, "holds a null image"),
+    "truncated-png": (payload.encode(pattern(64, 64, 3))[:300], ImageError, "damaged or truncated"),
+    "bomb": (b"\x00\x00\x00\x01" + _bomb(), ImageTooLargeError, "more than the 100,000,000"),
+    "three-bytes": (b"\x00\x00\x00", CorruptSegmentError, "too few for a QDataStream'd image"),
+}
+
+
+@VERSIONS
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_anything_else_at_qts_key_gets_one_sentence(qt_key: QtKey, name: str) -> None:
+    data, error, words = HOSTILE[name]
+    handle = qt.backend(qt_key.key, qt_key.version)
+    try:
+        handle.create(len(data))
+        with handle.lock(1.0):
+            handle.write(data)
+        with pytest.raises(error, match=re.escape(words)):
+            qt.read_image(qt_key.key, qt_key.version)
+        done = qt_key.tkshm("get", "-o", os.devnull + ".png")
+        assert done.returncode == 1
+        assert done.stderr.count("\n") == 1 and words in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+    finally:
+        handle.close()
+
+
+@versions(6)
+@pytest.mark.parametrize("size", [0, 2 * 1024**3], ids=["empty", "2GB"])
+def test_a_segment_of_0_bytes_or_2_gb_is_refused_before_it_is_read(qt_key: QtKey, size: int) -> None:
+    memory = posix_ipc.SharedMemory("/" + qt_key.key, posix_ipc.O_CREX, mode=0o600, size=size)  # sparse
+    memory.close_fd()
+    try:
+        started = time.monotonic()
+        words = "too few for" if size == 0 else "more than a QDataStream'd image of the largest size"
+        with pytest.raises(CorruptSegmentError, match=words):
+            qt.read_image(qt_key.key, 6)
+        assert time.monotonic() - started < 10  # 2 GB were not copied
+    finally:
+        posix_ipc.unlink_shared_memory("/" + qt_key.key)
+        for path in (f"/dev/shm/sem.{qt_key.key}",):
+            if os.path.exists(path):
+                os.unlink(path)
+
+
+@versions(5)
+def test_a_planted_symlink_at_qts_key_file_is_refused(qt_key: QtKey, tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere"
+    target.write_text("")
+    link = Path(keys.legacy_key_file(qt_key.key, "sharedmemory"))
+    link.symlink_to(target)
+    try:
+        with pytest.raises(UnsafePathError, match="symbolic link"):
+            qt.publish(picture(True), qt_key.key, 5)
+        with pytest.raises(UnsafePathError, match="symbolic link"):
+            qt.read_image(qt_key.key, 5)
+    finally:
+        link.unlink()
+
+
+@versions(6)
+@pytest.mark.parametrize("key", ["a/b", "..", "/", "x" * 300])
+def test_a_key_that_cannot_name_a_posix_object_is_refused(qt_key: QtKey, key: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "tkshm", "get", "--qt", "6", "--key", key, "-o", "x.png"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(("version", "package"), [(5, "sysv_ipc"), (6, "posix_ipc")])
+def test_without_the_qt_extra_one_sentence_names_it(version: int, package: str) -> None:
+    code = (
+        f"import sys; sys.modules[{package!r}] = None\n"  # as if it were not installed
+        "from tkshm.cli import main\n"
+        f"sys.exit(main(['get', '--qt', '{version}', '-o', 'x.png']))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"tkshm: Speaking Qt {version}'s protocol needs the {package} package: pip install 'tkshm[qt]'.\n"
+    )
