@@ -14,6 +14,7 @@ to a process group and read signal handlers from /proc. The window placement run
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import re
 import shutil
@@ -34,7 +35,7 @@ from watch import DEADLINE, Lines, accept_dialog, click, xdotool
 
 from tkshm import __version__, ipc
 from tkshm.cli import build_parser
-from tkshm.demo import introduction, play_command, side_by_side, tkshm_command
+from tkshm.demo import QT_EXAMPLE_GLOB, introduction, play_command, side_by_side, tkshm_command
 from tkshm.window.dialog import MIN_WINDOW  # the window's root.minsize: Tk grows a smaller one
 
 GEOMETRY = re.compile(r"(\d+)x(\d+)\+(\d+)\+(\d+)")
@@ -560,3 +561,64 @@ def test_demo_on_a_1024x768_projector_shows_every_control_of_both_windows(
         assert status == 0
         assert [line for line in err.seen if not TRACE.fullmatch(line)] == []  # no traceback
         assert os.listdir(isolated_dir) == []
+
+
+# -- the demo with Qt's own example (--with-qt) -----------------------------------------------
+needs_qt_example = pytest.mark.skipif(
+    not glob.glob(QT_EXAMPLE_GLOB), reason="Qt's example is not installed: apt-get install qtbase5-examples"
+)
+WITH_QT = re.compile(
+    r"Left: Qt's own Shared Memory example, process (\d+)\. Right: a tkshm window speaking Qt 5's "
+    r"protocol, process (\d+)\. Both use Qt's key 'QSharedMemoryExample'\."
+)
+
+
+@needs_xdotool
+@needs_qt_example
+@SIGNALS
+def test_demo_with_qt_puts_qts_example_on_the_left_and_a_qt5_window_on_the_right(tmp_path: Path) -> None:
+    env = {**os.environ, "TKSHM_TEST_EVENTS": "1", "TMPDIR": str(tmp_path)}  # Qt's key files go here
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tkshm", "demo", "--lang", "en", "--with-qt"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    out, err = Lines(proc.stdout), Lines(proc.stderr)
+    try:
+        intro = out.wait_for(WITH_QT.pattern)
+        qt_pid, tkshm_pid = int(intro.group(1)), int(intro.group(2))
+        out.wait_for("READY")
+        wait_until(lambda: catches(proc.pid, signal.SIGTERM), "the demo's signal handlers")
+        ours = wait_until(lambda: windows_named(rf"tkshm\[{tkshm_pid}\]"), "the tkshm window")
+        assert "Qt 5 protocol" in xdotool("getwindowname", ours[0])
+        ours_left = window_rect(ours[0])[0]
+
+        def qt_in_place() -> list[str] | None:  # Qt centres its dialog; the demo moves it left
+            ids = xdotool(
+                "search", "--all", "--onlyvisible", "--pid", str(qt_pid), "--name", "Shared"
+            ).split()
+            return ids if ids and sum(window_rect(ids[0])[0:3:2]) <= ours_left + 1 else None
+
+        wait_until(qt_in_place, "Qt's example on the left of the tkshm window")
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl+C: Qt's example dies where it stands
+        assert proc.wait(timeout=DEADLINE) == 0, err.seen
+        out.until_end()
+        err.until_end()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=DEADLINE)
+    assert [p for p in os.listdir(tmp_path) if p.startswith("qipc_")] == []
+    assert not [line for line in err.seen if not TRACE.fullmatch(line) and "XDG_RUNTIME_DIR" not in line]
+
+
+def test_demo_with_qt_says_in_one_sentence_when_qts_example_is_missing(tmp_path: Path) -> None:
+    missing = tmp_path / "sharedmemory"
+    done = subprocess.run(
+        [sys.executable, "-m", "tkshm", "demo", "--with-qt", "--qt-example", str(missing)],
+        capture_output=True, text=True, timeout=DEADLINE,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"tkshm: {missing} is not a program tkshm can run; --qt-example wants Qt's compiled example.\n"
+    )

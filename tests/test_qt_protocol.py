@@ -20,6 +20,7 @@ import struct
 import subprocess
 import sys
 import time
+import tkinter as tk
 import uuid
 import zlib
 from collections.abc import Iterator
@@ -31,6 +32,7 @@ from commands import Running
 from patterns import pattern
 from PIL import Image
 from platforms import posix_only
+from tk_fixtures import App, pump
 
 pytestmark = posix_only("Qt's protocol is spoken on Linux for now (System V and POSIX objects)")
 
@@ -392,3 +394,55 @@ def test_without_the_qt_extra_one_sentence_names_it(version: int, package: str) 
     assert done.stderr == (
         f"tkshm: Speaking Qt {version}'s protocol needs the {package} package: pip install 'tkshm[qt]'.\n"
     )
+
+
+# -- the window as a peer of Qt's example (tkshm gui --qt 5|6) --------------------------------
+@pytest.fixture
+def qt_window(qt_key: QtKey, tk_root: tk.Tk) -> Iterator[App]:
+    app = App(tk_root, key=qt_key.key, lang="en", events=False, qt=qt_key.version)
+    tk_root.update()
+    yield app
+    app.close()  # detaches, and removes what it published: the qt_key fixture checks
+
+
+@VERSIONS
+def test_the_window_speaks_qts_protocol_both_ways_and_says_so(
+    qt_key: QtKey,
+    qt_window: App,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+) -> None:
+    leaks(request)
+    app = qt_window
+    assert app.root.title() == f"SharedMemory Example · Qt {qt_key.version} protocol"
+    assert str(app.status.cget("text")).startswith(f"Key: {qt_key.key} · Qt {qt_key.version} protocol: ")
+    assert "disabled" in app.follow_check.state()  # Qt's segment has no generation to follow
+    # Load publishes for Qt's example.
+    source, out = tmp_path / "source.png", tmp_path / "qt.png"
+    picture(True).save(source)
+    monkeypatch.setattr(tk.filedialog, "askopenfilename", lambda **options: str(source))
+    app.load_button.invoke()
+    pump(app.root, lambda: app.picture_area.picture is not None, 30, "the loaded image")
+    shown = qt_key.peer("display", str(out))
+    assert shown.line().startswith("SAVED 97x61")
+    assert Image.open(out).convert("RGBA").tobytes() == picture(True).tobytes()
+    assert "PNG encoded and published in" in str(app.status.cget("text"))
+    # Display shows what Qt's example loaded (after this window let go of its own).
+    assert app.qt_peer is not None
+    app.qt_peer.unpublish()
+    other = tmp_path / "other.png"
+    picture(False).save(other)
+    loader = qt_key.peer("load", str(other))
+    try:
+        assert loader.line().strip() == "READY"
+        app.display_button.invoke()
+        pump(app.root, lambda: app.picture_area.picture.source == "shm", 30, "Qt's image")  # type: ignore[union-attr]
+        assert app.picture_area.picture.image.tobytes() == picture(False).tobytes()  # type: ignore[union-attr]
+        assert str(app.label.cget("text")) == f"Showing the image from shared memory (Qt's key {qt_key.key})."
+        # While Qt's example holds the key, Load says what Qt's example would.
+        app.load_button.invoke()
+        pump(app.root, lambda: app.picture_area.picture is None, 30, "the refusal")
+        assert str(app.label.cget("text")) == "Unable to create shared memory segment."
+    finally:
+        loader.stop(signal.SIGTERM)

@@ -201,6 +201,7 @@ def build_parser() -> _Parser:
         "--stream", action="store_true",
         help="say that tkshm play publishes a stream under the key (the demo's, with --play or --pattern)",
     )  # fmt: skip
+    _add_qt(window, "be a peer of Qt's example: Load publishes for it, Display shows what it loaded")
     demo = command("demo", "Two traced windows on a fresh key, for a class.", common=False)
     demo.description = (
         "For a classroom: open two windows side by side on a fresh key, each showing the IPC trace "
@@ -217,6 +218,14 @@ def build_parser() -> _Parser:
     )
     source.add_argument(
         "--pattern", action="store_true", help="also play a moving test pattern; the right window follows it"
+    )
+    source.add_argument(
+        "--with-qt", action="store_true",
+        help="Qt's own compiled example on the left (Debian's qtbase5-examples), a tkshm window "
+        "speaking Qt 5's protocol on the right, on Qt's key",
+    )  # fmt: skip
+    demo.add_argument(
+        "--qt-example", metavar="PATH", help="Qt's compiled Shared Memory example to run (--with-qt)"
     )
     # Accepted by the parser only to be refused in words: the demo's trace is always on.
     demo.add_argument("--trace", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -329,6 +338,13 @@ def _check_options(top: _Parser, args: argparse.Namespace) -> None:
             problem = stream.pattern_size_problem(*(args.size or _PATTERN_SIZE))
             if problem is not None:
                 parser.error(f"--size: {problem}")
+    if command == "demo" and args.qt_example is not None and not args.with_qt:
+        parser.error("--qt-example is the program --with-qt runs; add --with-qt")
+    if command == "demo" and args.with_qt and args.key is not None:
+        parser.error(f"Qt's example always uses key {qt.DEFAULT_KEY!r}; --with-qt takes no --key")
+    if getattr(args, "qt", None) and command == "gui" and (args.follow or args.stream):
+        option = "--follow" if args.follow else "--stream"
+        parser.error(f"{option} is for tkshm's streams; Qt's segment has no generation to follow (--qt)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -792,6 +808,7 @@ def _gui(args: argparse.Namespace) -> int:
             show_trace=args.trace, suggest=getattr(args, "suggest", None),
             zoom=getattr(args, "zoom", 1.0), role=getattr(args, "role", None),
             follow=getattr(args, "follow", False), stream=getattr(args, "stream", False),
+            qt=getattr(args, "qt", None),
         )  # fmt: skip
 
     return _windowed(open_window)
@@ -801,7 +818,10 @@ def _demo(args: argparse.Namespace) -> int:
     def open_windows() -> int:
         from .demo import run_demo
 
-        return run_demo(key=args.key, lang=args.lang, zoom=args.zoom, play=args.play, pattern=args.pattern)
+        return run_demo(
+            key=args.key, lang=args.lang, zoom=args.zoom, play=args.play, pattern=args.pattern,
+            with_qt=args.with_qt, qt_path=args.qt_example,
+        )  # fmt: skip
 
     return _windowed(open_windows)
 

@@ -11,10 +11,15 @@ frames under the same key, and the right window starts with Follow changes on: t
 watches video go through shared memory, and can kill the player to see the window notice.
 Nobody is then told to press Load (the next frame would overwrite the image at once): the
 introduction and both windows' first messages say what the stream demo shows instead.
+
+With ``--with-qt`` the left window is Qt's own compiled example (Debian's
+``qtbase5-examples``) and the right one a tkshm window speaking Qt 5's protocol: the same
+lesson in two languages and two toolkits, passing one image between them both ways.
 """
 
 from __future__ import annotations
 
+import glob
 import os
 import secrets
 import signal
@@ -24,7 +29,8 @@ import time
 from types import FrameType
 from typing import Final
 
-from . import asset
+from . import asset, qt
+from .errors import TkshmError
 from .i18n import translation
 from .window.dialog import MIN_WINDOW, ROLES
 
@@ -39,6 +45,25 @@ FIRST_SAMPLE: Final = "sunset.jpg"
 # The stream of ``--pattern``: small enough for any classroom laptop to play at full rate.
 PATTERN_SIZE: Final = "640x360"
 PATTERN_FPS: Final = 30
+# Where Debian's qtbase5-examples installs Qt's compiled example (one folder per architecture).
+QT_EXAMPLE_GLOB: Final = "/usr/lib/*/qt5/examples/corelib/ipc/sharedmemory/sharedmemory"
+
+
+def qt_example(path: str | None = None) -> str:
+    """The compiled Qt example to run beside tkshm: ``path``, or where Debian installs it."""
+    if path is not None:
+        if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+            raise TkshmError(
+                f"{path} is not a program tkshm can run; --qt-example wants Qt's compiled example."
+            )
+        return path
+    found = sorted(glob.glob(QT_EXAMPLE_GLOB))
+    if not found:
+        raise TkshmError(
+            "Qt's Shared Memory example is not installed: on Debian or Ubuntu, "
+            "sudo apt-get install qtbase5-examples (or pass --qt-example PATH)."
+        )
+    return found[0]
 
 
 def sample_directory() -> str:
@@ -90,7 +115,11 @@ def play_command(key: str, file: str | None) -> list[str]:
 
 
 def introduction(
-    key: str, pids: tuple[int, int], lang: str | None = None, player: tuple[int, str] | None = None
+    key: str,
+    pids: tuple[int, int],
+    lang: str | None = None,
+    player: tuple[int, str] | None = None,
+    with_qt: bool = False,
 ) -> str:
     """What the terminal says when the windows open, in the windows' language; ``player``
     is the process id of ``tkshm play`` and what it plays, if the demo started one.
@@ -99,7 +128,21 @@ def introduction(
     would overwrite the loaded image within a frame."""
     tr = translation(lang).gettext
     display = tr("Display Image From Shared Memory")
-    if player is None:
+    if with_qt:
+        steps = (
+            tr(
+                "Left: Qt's own Shared Memory example, process {left}. Right: a tkshm window "
+                "speaking Qt 5's protocol, process {right}. Both use Qt's key {key}."
+            ).format(key=repr(key), left=pids[0], right=pids[1]),
+            tr("Press {load} in either window and open a sample image; press {display} in the other.").format(
+                load=tr("Load Image From File..."), display=display
+            ),
+            tr(
+                "The image goes as Qt sends it: a PNG in a System V segment, under a System V semaphore "
+                "(ipcs -m -s lists both)."
+            ),
+        )
+    elif player is None:
         steps = (
             tr(
                 "Two windows on key {key}: process {left} on the left publishes, "
@@ -138,16 +181,24 @@ def run_demo(
     zoom: float = 1.0,
     play: str | None = None,
     pattern: bool = False,
+    with_qt: bool = False,
+    qt_path: str | None = None,
 ) -> int:
     """Open the two windows, wait until both are closed, and return the exit status.
 
     With ``play`` (a file) or ``pattern``, first start ``tkshm play`` on the same key, and the
     right window following it; it is stopped when the windows have closed.
 
+    With ``with_qt``, the left window is Qt's compiled example (``qt_path``, or Debian's), and
+    the right one speaks Qt 5's protocol on Qt's key; what a killed Qt leaves is cleaned up.
+
     Raises ImportError without tkinter and ``tkinter.TclError`` without a display.
     """
     tr = translation(lang).gettext
+    program = qt_example(qt_path) if with_qt else None
     screen = _screen_size()
+    if with_qt:
+        key = qt.DEFAULT_KEY  # Qt's example knows no other
     key = key or f"demo-{secrets.token_hex(3)}"  # fresh: nothing published under it yet
     sample = os.path.join(sample_directory(), FIRST_SAMPLE)
     command = [*tkshm_command(), "--key", key, "--trace", "gui", "--suggest", sample]
@@ -156,6 +207,7 @@ def run_demo(
     if zoom != 1.0:
         command += ["--zoom", str(zoom)]
     windows: list[subprocess.Popen[bytes]] = []
+    helpers: list[subprocess.Popen[bytes]] = []
     players: list[subprocess.Popen[bytes]] = []
     deadline: list[float] = []
 
@@ -176,13 +228,21 @@ def run_demo(
         players.append(subprocess.Popen(play_command(key, play)))
         player = (players[0].pid, repr(play) if play is not None else tr("a moving test pattern"))
     for role, where in zip(ROLES, side_by_side(screen), strict=True):
+        if program is not None:
+            # Qt's example opens its file dialog in the current folder: the samples, then.
+            if role == "publish":
+                windows.append(subprocess.Popen([program], cwd=sample_directory()))
+                helpers.extend(_place(windows[-1].pid, where))
+            else:
+                windows.append(subprocess.Popen([*command, "--qt", "5", "--geometry", where]))
+            continue
         if players:  # the player publishes; the right window follows it, the left one looks on
             says = ["--stream", *(["--role", role, "--follow"] if role == "display" else [])]
         else:
             says = ["--role", role]
         windows.append(subprocess.Popen([*command, *says, "--geometry", where]))
     # One write: the windows print to the same standard output meanwhile.
-    sys.stdout.write(introduction(key, (windows[0].pid, windows[1].pid), lang, player) + "\n")
+    sys.stdout.write(introduction(key, (windows[0].pid, windows[1].pid), lang, player, with_qt) + "\n")
     sys.stdout.flush()
     for window in windows:
         _wait(window, deadline)
@@ -195,6 +255,15 @@ def run_demo(
             stopped.add(process.pid)
             deadline[:] = [time.monotonic() + CLOSE_TIMEOUT]
         _wait(process, deadline)
+    for helper in helpers:
+        if helper.poll() is None:
+            helper.kill()
+        helper.wait()
+    if program is not None:
+        # Ctrl+C kills Qt's example where it stands (it has no handler), and Qt 5 never
+        # removes what a killed process held: tkshm does.
+        for line in qt.clean(key, 5):
+            sys.stdout.write(f"{line} (left by Qt's example).\n")
     status = 0
     for process in players:
         if process.returncode > 0 and process.pid not in stopped:
@@ -209,6 +278,31 @@ def run_demo(
             print(f"tkshm: The window of process {window.pid} ended with an error.", file=sys.stderr)
             status = 1
     return status
+
+
+def _place(pid: int, geometry: str) -> list[subprocess.Popen[bytes]]:
+    """Move Qt's example to its half of the screen, once its window shows, with xdotool if
+    there is one. Qt centres a dialog whatever ``-geometry`` says; where it opens is only
+    cosmetic, so without xdotool it stays there."""
+    size, _, place = geometry.partition("+")
+    x, _, y = place.partition("+")
+    width, _, height = size.partition("x")
+    argv = [
+        "xdotool",
+        "search",
+        "--sync",
+        "--all",
+        "--onlyvisible",
+        "--pid",
+        str(pid),
+        "--name",
+        "SharedMemory",
+    ]
+    argv += ["windowsize", "%@", width, height, "windowmove", "%@", x, y]
+    try:
+        return [subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    except OSError:  # no xdotool
+        return []
 
 
 def _wait(process: subprocess.Popen[bytes], deadline: list[float]) -> None:

@@ -32,6 +32,10 @@ class QtBackend(ABC):
         would show them (for the trace, the window's status line and ``--help``)."""
 
     @abstractmethod
+    def summary(self) -> str:
+        """The objects in a few words, for a status line: "System V segment 3, semaphore 2"."""
+
+    @abstractmethod
     def create(self, size: int) -> None:
         """``QSharedMemory::create``: make a segment of exactly ``size`` bytes and attach.
         An orphan (no process attached) is removed first; a held one raises SegmentInUseError."""

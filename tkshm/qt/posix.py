@@ -57,6 +57,9 @@ class PosixNative(QtBackend):
         return [f"POSIX shared memory {self.name} ({self.memory_path})",
                 f"POSIX semaphore {self.name} ({self.semaphore_path})"]  # fmt: skip
 
+    def summary(self) -> str:
+        return f"POSIX {self.memory_path} and {self.semaphore_path}"
+
     # -- the segment ---------------------------------------------------------------------------
     def create(self, size: int) -> None:
         try:

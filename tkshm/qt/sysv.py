@@ -62,6 +62,14 @@ class SystemV(QtBackend):
             names.append(f"System V {what} of {path}{known}")
         return names
 
+    def summary(self) -> str:
+        ids = []
+        for what, handle in (("segment", self._memory), ("semaphore", self._semaphore)):
+            if handle is not None:
+                ids.append(f"{what} {handle.id}")
+        named = f" ({', '.join(ids)} in ipcs)" if ids else ""
+        return f"System V objects of {os.path.join(os.path.dirname(self.memory_file), 'qipc_*')}{named}"
+
     # -- the segment ---------------------------------------------------------------------------
     def create(self, size: int) -> None:
         unix.make_key_file(self.memory_file)

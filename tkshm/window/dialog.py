@@ -34,6 +34,7 @@ from ..errors import (
     ImageTooLargeError,
     IncompleteImageError,
     LockTimeoutError,
+    SegmentInUseError,
     SegmentNotFoundError,
     TkshmError,
 )
@@ -41,9 +42,11 @@ from ..figures import Figures
 from ..header import BYTES_PER_PIXEL
 from ..i18n import translation
 from ..images import load_image
+from ..qt.keys import Version
 from .follow import Follower
 from .picture import Picture, PictureArea, copy_full, sample
-from .status import SEPARATOR, describe, describe_stream, stream_glossary
+from .qtpeer import QtPeer
+from .status import SEPARATOR, describe, describe_qt, describe_stream, stream_glossary
 from .tracepane import TracePane
 from .widgets import Tooltip, Zoom, screen_rect
 from .worker import Worker
@@ -81,9 +84,12 @@ class Dialog:
         role: str | None = None,
         follow: bool = False,
         stream: bool = False,
+        qt: Version | None = None,
     ) -> None:
         self.root = root
         self.key = key
+        # ``tkshm gui --qt 5|6``: Load and Display speak Qt's own protocol, with Qt's example.
+        self.qt_peer = QtPeer(key, qt) if qt is not None else None
         self.suggest = suggest
         self.role = role
         self.stream = stream  # tkshm play publishes under the key (the demo's --play/--pattern)
@@ -108,7 +114,7 @@ class Dialog:
         if zoom != 1.0:
             self.set_zoom(zoom)
         self.set_message(self._first_message())
-        self.set_status(self.tr("Key: {key}").format(key=self.key))
+        self.set_status(self._idle_status())
         # ``tkshm gui --follow`` (the demo's right window, following the stream it plays).
         if follow:
             self.toggle_follow()
@@ -139,7 +145,9 @@ class Dialog:
             return
         self.started = time.perf_counter()
         self.set_message(self.tr("Loading {name}...").format(name=os.path.basename(path)))
-        self.submit(lambda: self._load_and_publish(path), self.show_picture, self.failed)
+        peer = self.qt_peer
+        work = (lambda: peer.load(path)) if peer is not None else (lambda: self._load_and_publish(path))
+        self.submit(work, self.show_picture, self.failed)
 
     def _load_and_publish(self, path: str) -> Picture:  # worker thread
         loaded = load_image(path)
@@ -162,6 +170,9 @@ class Dialog:
         if self.closed:
             return
         self.started = time.perf_counter()
+        if self.qt_peer is not None:  # Qt's payload is a PNG: decoded whole, no preview
+            self.submit(self.qt_peer.display, self.show_picture, self.failed)
+            return
         box = self.picture_area.size()
         self.submit(lambda: self._read_preview(box), self._preview_ready, self.failed)
 
@@ -243,6 +254,8 @@ class Dialog:
             command=self._follow_toggled,
         )
         self.follow_check.grid(row=0, column=0, sticky="w")
+        if self.qt_peer is not None:  # Qt's segment has no generation to watch
+            self.follow_check.state(["disabled"])
         self.trace_var = tk.BooleanVar(master=root, value=show_trace)
         self.trace_check = ttk.Checkbutton(
             self.checks, text=tr("Show IPC trace (F6)"), variable=self.trace_var, command=self._trace_toggled
@@ -287,6 +300,8 @@ class Dialog:
 
     def _title(self, traced: bool) -> str:
         parts = [self.tr("SharedMemory Example")]
+        if self.qt_peer is not None:
+            parts.append(self.tr("Qt {version} protocol").format(version=self.qt_peer.version))
         if self.role == "publish":
             parts.append(self.tr("publishes"))
         elif self.role == "display":
@@ -509,6 +524,8 @@ class Dialog:
         tr = self.tr
         if isinstance(error, SegmentNotFoundError):
             return tr("Unable to attach to shared memory segment.\nLoad an image first.")
+        if isinstance(error, SegmentInUseError):  # Qt's words, where Qt's example says them
+            return tr("Unable to create shared memory segment.")
         if isinstance(error, ImageTooLargeError):
             return tr("The selected image has too many pixels to decode safely, please select another.")
         if isinstance(error, ImageError):
@@ -547,7 +564,7 @@ class Dialog:
             self.picture_area.clear()
             self._event("CLEARED")
         self.set_message(text)
-        self.set_status(self.tr("Key: {key}").format(key=self.key))
+        self.set_status(self._idle_status())
 
     # -- showing pictures ------------------------------------------------------------------
     def show_picture(self, picture: Picture) -> None:
@@ -564,6 +581,8 @@ class Dialog:
                 message += " " + tr("It is animated: only its first of {count} frames is shown.").format(
                     count=picture.frame_count
                 )
+        elif self.qt_peer is not None:  # Qt's segment has no generation
+            message = tr("Showing the image from shared memory (Qt's key {key}).").format(key=self.key)
         else:
             message = tr("Showing the image from shared memory (key {key}, generation {generation}).").format(
                 key=self.key, generation=generation
@@ -585,8 +604,22 @@ class Dialog:
         if not self.closed and self.picture_area.replace(token, picture):
             self.set_status(self._describe(picture))
 
+    def _idle_status(self) -> str:
+        """The status line before any picture: the key, and in Qt's protocol its objects."""
+        words = self.tr("Key: {key}").format(key=self.key)
+        return words if self.qt_peer is None else words + SEPARATOR + self._protocol()
+
+    def _protocol(self) -> str:
+        assert self.qt_peer is not None
+        return self.tr("Qt {version} protocol: {objects}").format(
+            version=self.qt_peer.version, objects=self.qt_peer.objects
+        )
+
     def _describe(self, picture: Picture) -> str:
         published = picture.source == "file"
+        if self.qt_peer is not None:
+            stats, size = picture.stats, picture.image.size
+            return describe_qt(self.tr, self.key, size, stats, published, self._protocol())
         return describe(self.tr, self.key, picture.image.size, picture.generation, picture.stats, published)
 
     def picture_shown(self, quality: str, image: Image.Image) -> None:
@@ -638,5 +671,7 @@ class Dialog:
                 if segment is not None:
                     segment.detach()
             self.follower.segment = self._published = None
+            if self.qt_peer is not None:
+                self.qt_peer.unpublish()
         self.trace_pane.stop()
         self.root.destroy()

@@ -8,6 +8,7 @@ import tkinter as tk
 from PIL import Image
 
 from .. import ipc
+from ..qt.keys import Version
 from .dialog import Dialog
 
 
@@ -21,6 +22,7 @@ def run(
     role: str | None = None,
     follow: bool = False,
     stream: bool = False,
+    qt: Version | None = None,
 ) -> int:
     """Open the window and run Tk's main loop until it is closed; return the exit status.
 
@@ -36,7 +38,7 @@ def run(
     root = tk.Tk(className="tkshm")
     app = Dialog(
         root, key=key, lang=lang, geometry=geometry, show_trace=show_trace, suggest=suggest,
-        zoom=zoom, role=role, follow=follow, stream=stream,
+        zoom=zoom, role=role, follow=follow, stream=stream, qt=qt,
     )  # fmt: skip
 
     close_on_signal(root, app)

@@ -64,6 +64,30 @@ def describe(
     return SEPARATOR.join(parts)
 
 
+def describe_qt(
+    tr: Callable[[str], str],
+    key: str,
+    pixels: tuple[int, int],
+    stats: ipc.CopyStats | None,
+    published: bool,
+    protocol: str,
+) -> str:
+    """``Key: K · 97x61 pixels · PNG encoded and published in 3.1 ms · Qt 5 protocol: ...``
+
+    The time is the lesson's point: Qt's example moves a PNG, so each side pays for encoding
+    or decoding it, where tkshm's own segments move raw pixels."""
+    parts = [tr("Key: {key}").format(key=key)]
+    parts.append(tr("{width}\u00d7{height}\u00a0pixels").format(width=pixels[0], height=pixels[1]))
+    if stats is not None:
+        if published:
+            verb = tr("PNG encoded and published in {time}")
+        else:
+            verb = tr("copied out and PNG decoded in {time}")
+        parts.append(verb.format(time=milliseconds(stats.copy_s)))
+    parts.append(protocol)
+    return SEPARATOR.join(parts)
+
+
 # -- follow mode: a stream's figures (their words are tkshm watch's: see tkshm.figures) ------
 def describe_stream(
     tr: Callable[[str], str],
