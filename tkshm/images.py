@@ -101,7 +101,7 @@ def load_image(path: str | os.PathLike[str]) -> LoadedImage:
         return _load(file, name)
 
 
-def decode_bytes(data: bytes, name: str) -> LoadedImage:
+def decode_bytes(data: bytes | memoryview, name: str) -> LoadedImage:
     """:func:`load_image` for an image file held in memory (one that came out of shared
     memory, say); ``name`` is what its sentences call it. The same checks apply."""
     return _load(io.BytesIO(data), name)

@@ -68,4 +68,5 @@ def decode(data: bytes, where: str) -> Image.Image:
             f"{where} does not hold a QDataStream'd image: it starts with {marker.hex(' ')}, "
             "not the marker 00 00 00 01."
         )
-    return decode_bytes(data[MARKER_SIZE:], f"The image in {where}").image
+    # A view, not a slice: the PNG is not copied again before Pillow reads it.
+    return decode_bytes(memoryview(data)[MARKER_SIZE:], f"The image in {where}").image
