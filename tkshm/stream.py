@@ -101,7 +101,8 @@ def play(
     seconds: float | None = None,
 ) -> PlayCount:
     """Publish each frame when it is due, until the frames end or ``stop`` is set, or (if
-    given) ``most`` frames are published or ``seconds`` have passed since the first frame.
+    given) ``most`` frames are published or ``seconds`` have passed since the first frame
+    went up.
 
     Waiting is ``stop.wait(timeout)``: a wait a signal handler (Ctrl+C) can end at once.
     The time limit ends a wait too, so ``seconds`` is kept even when frames are long.
@@ -112,10 +113,15 @@ def play(
     for frame in frames:
         if stop.is_set() or (most is not None and count.published >= most):
             break
-        # The clock starts at the first frame: opening and decoding it is not lateness.
         if schedule is None:
-            schedule = Schedule(clock())
-            end = None if seconds is None else clock() + seconds
+            # The first frame goes up at once, and the clock starts when it is up: opening the
+            # file, decoding it and creating the segment (slow on Windows) are not lateness.
+            publish(frame.render())
+            count.published += 1
+            up = clock()
+            schedule = Schedule(up + frame.duration_s)
+            end = None if seconds is None else up + seconds
+            continue
         due = schedule.next(frame.duration_s, clock())
         if due is None:
             if end is not None and clock() >= end:
