@@ -41,6 +41,14 @@ def start_openbox(env: dict[str, str]) -> subprocess.Popen[bytes] | None:
     raise SystemExit("openbox did not start")
 
 
+def stop_display(manager: subprocess.Popen[bytes] | None, server: subprocess.Popen[bytes]) -> None:
+    """End the window manager (if any), then the X server."""
+    for proc in (manager, server):
+        if proc is not None:
+            proc.terminate()
+            proc.wait()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", default=os.path.join(ROOT, "docs", "images", "demo.png"))
@@ -79,11 +87,7 @@ def main() -> int:
     finally:
         if demo.poll() is None:
             demo.kill()
-        if manager is not None:
-            manager.terminate()
-            manager.wait()
-        server.terminate()
-        server.wait()
+        stop_display(manager, server)
     return 0
 
 

@@ -39,6 +39,8 @@ pytestmark = posix_only("Qt's protocol is spoken on Linux for now (System V and 
 sysv_ipc = pytest.importorskip("sysv_ipc") if sys.platform != "win32" else None
 posix_ipc = pytest.importorskip("posix_ipc") if sys.platform != "win32" else None
 
+from qt_objects import remove_sysv  # noqa: E402  (needs sysv_ipc, checked above)
+
 from tkshm import qt  # noqa: E402
 from tkshm.errors import (  # noqa: E402
     CorruptSegmentError,
@@ -110,29 +112,8 @@ def qt_key(
     for path in left:
         if path.startswith("/dev/shm/"):
             os.unlink(path)
-    sysv_left = _remove_sysv(made.key, str(tmpdir))
+    sysv_left = remove_sysv(made.key, str(tmpdir))
     assert not [p for p in left if p not in qt_left] and not sysv_left, f"left behind: {left} {sysv_left}"
-
-
-def _remove_sysv(key: str, tmpdir: str) -> list[str]:
-    """Remove (and name) System V objects still at the key's key files."""
-    found = []
-    for kind in ("sharedmemory", "systemsem"):
-        path = os.path.join(tmpdir, keys.legacy_name(key, kind))
-        if not os.path.exists(path):
-            continue
-        number = sysv_ipc.ftok(path, keys.FTOK_ID, silence_warning=True)
-        cls = sysv_ipc.SharedMemory if kind == "sharedmemory" else sysv_ipc.Semaphore
-        try:
-            obj = cls(number)
-        except sysv_ipc.ExistentialError:
-            continue
-        found.append(f"{kind} {obj.id}")
-        if kind == "sharedmemory":
-            obj.detach()
-        obj.remove()
-        os.unlink(path)
-    return found
 
 
 def leaks(request: pytest.FixtureRequest) -> None:
