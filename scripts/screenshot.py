@@ -77,8 +77,10 @@ def xdotool(env: dict[str, str], *args: str) -> str:
 def start_xvfb(width: int, height: int) -> tuple[subprocess.Popen[bytes], str]:
     """An X server of our own; ``-displayfd`` makes it pick a free display number."""
     read_fd, write_fd = os.pipe()
+    # -noreset: else the server resets as its last client leaves, refusing the next (xorg/xserver#1102).
+    screen = ["-screen", "0", f"{width}x{height}x24", "-nolisten", "tcp", "-noreset"]
     server = subprocess.Popen(
-        ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", f"{width}x{height}x24", "-nolisten", "tcp"],
+        ["Xvfb", "-displayfd", str(write_fd), *screen],
         pass_fds=(write_fd,),
     )
     os.close(write_fd)

@@ -113,7 +113,7 @@ case "${1:-}" in
         cd "$HERE"
         # Tk windows need an X server: Wine draws them on the host's display.
         if [ -z "${DISPLAY:-}" ]; then
-            exec xvfb-run -a -s "-screen 0 1280x800x24" "$0" _pytest "$@"
+            exec xvfb-run -a -s "-screen 0 1280x800x24 -noreset" "$0" _pytest "$@"
         fi
         "$0" _pytest "$@"
         ;;

@@ -471,8 +471,10 @@ def x_server(size: tuple[int, int]) -> Iterator[dict[str, str]]:
     """An Xvfb of its own (``-displayfd`` picks a free display), with openbox as window
     manager when it is installed (real title bars, as on a teacher's desktop)."""
     read_fd, write_fd = os.pipe()
+    # -noreset: else the server resets as its last client leaves, refusing the next (xorg/xserver#1102).
+    screen = ["-screen", "0", f"{size[0]}x{size[1]}x24", "-nolisten", "tcp", "-noreset"]
     server = subprocess.Popen(
-        ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", f"{size[0]}x{size[1]}x24", "-nolisten", "tcp"],
+        ["Xvfb", "-displayfd", str(write_fd), *screen],
         pass_fds=(write_fd,), stderr=subprocess.DEVNULL,
     )  # fmt: skip
     os.close(write_fd)
