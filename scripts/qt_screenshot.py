@@ -1,12 +1,10 @@
-"""Make assets/qt-and-tkshm.png: Qt's own Shared Memory example showing what tkshm published.
+"""Make assets/qt-and-tkshm.png: Qt's own Shared Memory example showing what tkshm loaded.
 
-Starts its own Xvfb (1280x800) with openbox as window manager, publishes a generated photo
-with ``tkshm put --qt 5`` (Qt's protocol, under Qt's example's key), starts Qt's compiled
-Qt 5 example on the left and presses its "Display Image From Shared Memory", and opens a
-``tkshm gui`` window on the right that loads the same photo through its own file dialog.
-(``tkshm gui`` does not speak Qt's protocol yet: the right window uses tkshm's own segment;
-with ``tkshm gui --qt 5`` it would display Qt's directly.) Needs xvfb, xdotool, openbox and
-``qtbase5-examples``.
+Starts its own Xvfb (1280x800) with openbox as window manager, Qt's compiled Qt 5 example on
+the left and a ``tkshm gui --qt 5`` window (Qt's protocol, under Qt's example's key) on the
+right. The tkshm window loads a generated photo through its own file dialog; then Qt's
+"Display Image From Shared Memory" is pressed, and Qt shows the same photo. Needs xvfb,
+xdotool, openbox and ``qtbase5-examples``.
 
     python scripts/qt_screenshot.py [--output assets/qt-and-tkshm.png]
 """
@@ -63,20 +61,13 @@ def main() -> int:
             manager = start_openbox(env)
             picture = os.path.join(folder, "harbour.png")
             make_photo(*PHOTO, seed=5).save(picture)
-            put = subprocess.Popen(
-                [sys.executable, "-m", "tkshm", "put", "--qt", "5", "--key", "QSharedMemoryExample", picture],
-                stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT,
-            )  # fmt: skip
-            started.append(put)
-            Lines(put).wait_for("Published")  # it stays attached, holding Qt's segment
-
             qt = subprocess.Popen([QT_EXAMPLE], env=env, cwd=folder, text=True, stderr=subprocess.DEVNULL)
             started.append(qt)
             qt_window = wait_for_window(env, "--pid", str(qt.pid), "--name", "^SharedMemory Example$")
             xdotool(env, "windowmove", "--sync", qt_window, "40", "80")
 
             window = subprocess.Popen(
-                [sys.executable, "-m", "tkshm", "gui", "--key", "qt-screenshot", "--lang", "en",
+                [sys.executable, "-m", "tkshm", "gui", "--qt", "5", "--lang", "en",
                  "--geometry", "560x640+680+60", "--suggest", picture],
                 stdout=subprocess.PIPE, text=True, env={**env, "TKSHM_TEST_EVENTS": "1"}, cwd=ROOT,
             )  # fmt: skip
@@ -112,16 +103,18 @@ def main() -> int:
             xdotool(env, "mousemove", str(SCREEN[0] - 1), str(SCREEN[1] - 1))  # no hover highlight
             time.sleep(0.5)  # let both windows finish redrawing; nothing to synchronise with here
             # 256 colours: the photo's grain would make a full-colour PNG too big for the README.
-            shot = ImageGrab.grab(xdisplay=display).convert("RGB").quantize(256, dither=Image.Dither.NONE)
+            shot = ImageGrab.grab(xdisplay=display).convert("RGB")
+            left, top, right, bottom = shot.convert("L").point(lambda v: 255 if v > 8 else 0).getbbox()
+            margin = 16  # the two windows and a strip of the black desktop around them
+            shot = shot.crop((left - margin, top - margin, right + margin, bottom + margin))
+            shot = shot.quantize(256, dither=Image.Dither.NONE)
             shot.save(args.output, optimize=True)
             print(f"wrote {args.output} ({shot.width}x{shot.height})")
             xdotool(env, "windowfocus", "--sync", qt_window)
             xdotool(env, "key", "Escape")  # Qt closes, as a person closes it
             qt.wait(timeout=DEADLINE)
-            window.send_signal(signal.SIGINT)
-            put.send_signal(signal.SIGINT)  # put detaches and removes Qt's segment
-            for proc in (window, put):
-                proc.wait(timeout=DEADLINE)
+            window.send_signal(signal.SIGINT)  # it detaches and removes Qt's segment
+            window.wait(timeout=DEADLINE)
         finally:
             for proc in started:
                 if proc.poll() is None:
