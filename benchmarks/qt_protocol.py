@@ -305,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     what = f"timed repeats of the PNG rows (default 7; the copies {FAST_TIMES}x as many)"
     parser.add_argument("--repeat", type=int, default=7, help=what)
-    parser.add_argument("--quick", action="store_true", help="3 repeats, no PySide6 rows: about 30 s")
+    parser.add_argument("--quick", action="store_true", help="3 repeats, no PySide6 rows: about 35 s")
     return parser
 
 
