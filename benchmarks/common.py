@@ -17,7 +17,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from multiprocessing import shared_memory
 from multiprocessing.connection import Connection
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from PIL import Image, ImageChops, ImageDraw, ImageFilter
 from tkshm import ipc
@@ -82,6 +82,7 @@ class Reader:
         self.held: dict[str, ipc.Segment] = {}
         self.maps: dict[str, mmap.mmap] = {}
         self.buffers: dict[int, bytearray] = {}
+        self.qt_payload = b""  # the bytes of the last read_qt_protocol_bytes
 
     def _buffer(self, nbytes: int) -> bytearray:
         # Memory already paged in: bytearray() writes zeros into every page when it is made.
@@ -154,12 +155,37 @@ class Reader:
         image.load()
         return image
 
-    def read_qt(self, key: str) -> Any:
+    def read_qt_protocol(self, key: str, version: Literal[5, 6]) -> Any:
+        from tkshm import qt
+
+        return qt.read_image(key, version)
+
+    def read_qt_protocol_bytes(self, key: str, version: Literal[5, 6]) -> Any:
+        """``qt.read_image`` without the decode: attach, lock, copy out, unlock, detach."""
+        from tkshm import qt
+
+        handle = qt.backend(key, version)
+        try:
+            handle.attach()
+            with handle.lock(DEADLINE):
+                self.qt_payload = handle.read()
+            handle.detach()
+        finally:
+            handle.close()
+        return None
+
+    def read_qt_protocol_decode(self) -> Any:
+        """The rest of ``qt.read_image``: the bytes last copied out, decoded to RGBA."""
+        from tkshm.qt import payload
+
+        return payload.decode(self.qt_payload, "the payload")
+
+    def read_qt(self, key: str, native: bool = False) -> Any:
         # Dialog::loadFromMemory() of Qt's example, line for line.
-        from PySide6.QtCore import QBuffer, QDataStream, QIODevice, QSharedMemory
+        from PySide6.QtCore import QBuffer, QDataStream, QIODevice, QNativeIpcKey, QSharedMemory
         from PySide6.QtGui import QImage
 
-        memory = QSharedMemory(key)
+        memory = QSharedMemory(QNativeIpcKey(key)) if native else QSharedMemory(key)
         if not memory.attach():
             raise RuntimeError(f"Qt could not attach: {memory.errorString()}")
         buffer = QBuffer()
