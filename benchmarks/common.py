@@ -324,6 +324,26 @@ class Results:
         return figure.median if figure else None
 
 
+def qt_example_publish(memory: Any, qimage: Any) -> int:
+    """Dialog::loadFromFile() of Qt's example once the file is loaded and the old segment is
+    detached, line for line: QDataStream the QImage into a buffer, create a segment of its size,
+    copy it in under the lock. Returns the payload's size in bytes."""
+    from PySide6.QtCore import QBuffer, QDataStream, QIODevice
+
+    buffer = QBuffer()
+    buffer.open(QIODevice.OpenModeFlag.ReadWrite)
+    out = QDataStream(buffer)
+    out << qimage
+    size = int(buffer.size())
+    if not memory.create(size):
+        raise RuntimeError(f"Qt could not create the segment: {memory.errorString()}")
+    memory.lock()
+    with memoryview(memory.data()) as target:
+        target[:size] = buffer.data().data()
+    memory.unlock()
+    return size
+
+
 # -- the working directory and the sizes ---------------------------------------------------
 @contextmanager
 def workdir() -> Iterator[str]:

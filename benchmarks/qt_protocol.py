@@ -38,7 +38,7 @@ from PIL import Image, ImageOps
 from tkshm import ipc, qt
 from tkshm.qt import payload
 
-from common import FLOOR, MB, SIZES, TIMER, TKSHM, ReaderProcess, Results, workdir
+from common import FLOOR, MB, SIZES, TIMER, TKSHM, ReaderProcess, Results, qt_example_publish, workdir
 from stills import Context, Once, bench_floors, bench_tkshm, qt_available
 
 Version = Literal[5, 6]
@@ -156,7 +156,7 @@ def bench_tkshm_fresh(ctx: Context, key: str) -> None:
 def bench_pyside(ctx: Context, key: str, version: Version) -> int:
     """Qt's example's two slots through PySide6 (``stills.bench_qt``), with a Qt 5 (legacy)
     or Qt 6 (native) key; returns the payload's size."""
-    from PySide6.QtCore import QBuffer, QDataStream, QIODevice, QNativeIpcKey, QSharedMemory
+    from PySide6.QtCore import QNativeIpcKey, QSharedMemory
     from PySide6.QtGui import QImage
 
     native = version == 6
@@ -173,18 +173,7 @@ def bench_pyside(ctx: Context, key: str, version: Version) -> int:
             if native:  # Qt 6 leaves /dev/shm/K on Linux, and its next create() would fail
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(f"/dev/shm/{key}")
-        buffer = QBuffer()
-        buffer.open(QIODevice.OpenModeFlag.ReadWrite)
-        out = QDataStream(buffer)
-        out << qimage
-        size = buffer.size()
-        if not memory.create(size):
-            raise RuntimeError(f"Qt could not create the segment: {memory.errorString()}")
-        memory.lock()
-        with memoryview(memory.data()) as target:
-            target[:size] = buffer.data().data()
-        memory.unlock()
-        sizes[:] = [size]
+        sizes[:] = [qt_example_publish(memory, qimage)]
 
     try:
         slow_measure(ctx, PYSIDE[version], ctx.pair(write, "read_qt", key, native))

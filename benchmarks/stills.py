@@ -31,6 +31,7 @@ from common import (
     Figure,
     ReaderProcess,
     Results,
+    qt_example_publish,
 )
 
 # A method whose warm-up takes longer than this (PNG, Qt's PNG stream at 4K and 8K) is
@@ -225,7 +226,7 @@ def qt_available() -> bool:
 
 
 def bench_qt(ctx: Context, key: str) -> None:
-    from PySide6.QtCore import QBuffer, QDataStream, QIODevice, QSharedMemory
+    from PySide6.QtCore import QSharedMemory
     from PySide6.QtGui import QImage
 
     width, height = ctx.image.size
@@ -238,17 +239,7 @@ def bench_qt(ctx: Context, key: str) -> None:
         # Dialog::loadFromFile() of Qt's example after the file is loaded, line for line.
         if memory.isAttached():
             memory.detach()
-        buffer = QBuffer()
-        buffer.open(QIODevice.OpenModeFlag.ReadWrite)
-        out = QDataStream(buffer)
-        out << qimage
-        size = buffer.size()
-        if not memory.create(size):
-            raise RuntimeError(f"Qt could not create the segment: {memory.errorString()}")
-        memory.lock()
-        with memoryview(memory.data()) as target:
-            target[:size] = buffer.data().data()
-        memory.unlock()
+        qt_example_publish(memory, qimage)
 
     try:
         ctx.measure(QT, ctx.pair(write, "read_qt", key))
