@@ -16,7 +16,7 @@ from peer import Peer, wait_until
 from PIL import Image
 from platforms import WINDOWS, capacity_for, overwrite_header, posix_only, resume, suspend
 
-from tkshm import frames, ipc
+from tkshm import frames, ipc, ring
 from tkshm.errors import ImageError, LockTimeoutError
 from tkshm.header import RECORD_SIZE
 
@@ -201,6 +201,28 @@ def test_a_still_written_again_takes_turns_in_two_slots_and_a_lock_exclusive_blo
         assert [path for path in ipc.remains(key) if ".slot" in path][2:] == []  # never a third
         with writer.lock(exclusive=True), pytest.raises(LockTimeoutError):
             reader.read_image(timeout=0.05)
+
+
+def test_a_writer_stopped_while_it_lays_the_slots_out_keeps_no_reader_from_the_newest_frame(
+    key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Until a reader has leased a frame, a write lays the slots out afresh (``Ring._compact``),
+    holding every slot but the newest frame's. A reader that comes while the writer is stopped
+    there (a SIGSTOP, a debugger; here a reader in another handle called from inside the
+    lay-out) gets the newest frame at once instead of waiting for the writer."""
+    seen: list[int] = []
+    lay_out = ring.Ring._lay_out
+
+    def reader_arrives(self: ring.Ring, newest: int | None, nbytes: int) -> frames.Slot:
+        slot = lay_out(self, newest, nbytes)
+        seen.append(seed_of(ipc.read_image(key=key, timeout=0.5)))  # a LockTimeoutError: it waited
+        return slot
+
+    with ipc.publish(pattern(64, 48, 1), key=key) as writer:
+        monkeypatch.setattr(ring.Ring, "_lay_out", reader_arrives)
+        writer.write_image(pattern(64, 48, 2))
+        assert seen == [1]  # the frame before, whole, while the new one is laid out
+        assert seed_of(ipc.read_image(key=key)) == 2
 
 
 def test_a_header_damaged_while_readers_keep_the_frames_apart_is_repaired_by_the_next_write(key: str) -> None:

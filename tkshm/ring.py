@@ -509,7 +509,12 @@ class Ring:
     def _compact(self, newest: int | None, nbytes: int) -> Slot | None:
         """If no reader holds any slot, lay the frames out afresh (:meth:`_lay_out`): lease
         them all, keep the newest complete frame, forget the others. None if some reader
-        holds one."""
+        holds one.
+
+        The newest frame's lease is only tried, then let go at once: the lay-out never
+        touches that frame, and a writer stopped half-way (SIGSTOP, a debugger) must not keep
+        readers from it. Trying it still finds a reader that leased it a moment ago and has
+        not yet said so in the segment (``frames.note_lease``)."""
         leases = self.leases
         leased: list[int] = []
         try:
@@ -519,6 +524,9 @@ class Ring:
                     if not leases.try_lease(slot.index, True):
                         return None
                     leased.append(slot.index)
+            if newest in leased:
+                leased.remove(newest)
+                leases.release(newest)
             slot = self._lay_out(newest, nbytes)
             leased.remove(slot.index)
             return slot
