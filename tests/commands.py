@@ -35,11 +35,12 @@ class Running:
         env: dict[str, str] | None = None,
         cwd: str | os.PathLike[str] | None = None,
         merged: bool = False,
+        stdin: bool = False,
     ) -> None:
         self.env = {**os.environ, **(env or {})}
         self.proc = subprocess.Popen(
             list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT if merged else subprocess.PIPE,
-            text=True, env=self.env, cwd=cwd,
+            stdin=subprocess.PIPE if stdin else None, text=True, env=self.env, cwd=cwd,
         )  # fmt: skip
         self._stdout: queue.Queue[str | None] = queue.Queue()
         self._stderr: list[str] = []
@@ -97,6 +98,13 @@ class Running:
             self.proc.send_signal(signum)
         return self.finish()
 
+    def end_input(self) -> tuple[int, list[str], str]:
+        """Close its standard input (started with ``stdin=True``), then :meth:`finish`: a
+        command that waits for the end of its input exits by itself, alike on every platform."""
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
+            self.proc.stdin.close()
+        return self.finish()
+
     def kill(self) -> tuple[int, list[str], str]:
         """SIGKILL or TerminateProcess: no detach, so a segment it held alone is left as an orphan."""
         if self.proc.poll() is None:
@@ -106,6 +114,6 @@ class Running:
     def close(self) -> None:
         """Teardown: stop it if still running (put detaches on SIGTERM), then close the pipes."""
         self.stop(signal.SIGTERM)
-        for stream in (self.proc.stdout, self.proc.stderr):
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             if stream is not None:
                 stream.close()

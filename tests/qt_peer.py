@@ -1,28 +1,36 @@
 """The Qt side of the Qt protocol tests: PySide6 doing what Qt's example's two slots do.
 
     python qt_peer.py load KEY STYLE IMAGE       create, lock, copy in, unlock; print READY;
-                                                 stay attached until SIGTERM or SIGINT
+                                                 stay attached until standard input ends
     python qt_peer.py display KEY STYLE OUT      attach, lock, copy out, unlock, detach; save OUT
     python qt_peer.py hold KEY STYLE SECONDS     attach, lock; print LOCKED; hold it SECONDS;
                                                  unlock, print UNLOCKED
     python qt_peer.py lock-and-wait KEY STYLE    attach, lock; print LOCKED; wait to be killed
+    python qt_peer.py names KEY STYLE            create, lock; print NAMES and Qt's nativeKey()
+                                                 (as a Python literal); unlock when input ends
 
-STYLE is ``legacy`` (``QSharedMemory("K")``, Qt 5's way, System V) or ``native``
-(``QSharedMemory(QNativeIpcKey("K"))``, Qt 6's example, POSIX). Each line of Qt's example
-that matters is here, in its order (dialog.cpp's loadFromFile and loadFromMemory).
+STYLE is ``legacy`` (``QSharedMemory("K")``, Qt 5's way: System V on Unix) or ``native``
+(``QSharedMemory(QNativeIpcKey("K"))``: POSIX on Unix); on Windows both are a named file
+mapping and semaphore. Each line of Qt's example that matters is here, in its order
+(dialog.cpp's loadFromFile and loadFromMemory).
+
+The test lets a waiting peer go by closing its standard input: that works alike on every
+platform, where a signal other than a kill cannot be sent to a Windows process.
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import time
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# PySide6's shiboken imports numpy if it can. The peer uses none of it, and a numpy that cannot
+# load (numpy 2.4's DLLs call a C runtime function Wine 8.0 lacks) would take the peer down too.
+sys.modules.setdefault("numpy", None)  # type: ignore[arg-type]
 
-from PySide6.QtCore import QBuffer, QByteArray, QDataStream, QIODevice, QNativeIpcKey, QSharedMemory
-from PySide6.QtGui import QGuiApplication, QImage
+from PySide6.QtCore import QBuffer, QByteArray, QDataStream, QIODevice, QNativeIpcKey, QSharedMemory  # noqa: E402
+from PySide6.QtGui import QGuiApplication, QImage  # noqa: E402
 
 
 def memory(key: str, style: str) -> QSharedMemory:
@@ -76,7 +84,7 @@ def hold(shared: QSharedMemory, seconds: float | None) -> None:
     shared.lock()
     print("LOCKED", flush=True)
     if seconds is None:
-        until_told()  # SIGKILL comes first: the lock is never given back
+        until_told()  # a kill comes first: the lock is never given back
         return
     time.sleep(seconds)  # the lock held for a measured time: what the test checks
     shared.unlock()
@@ -84,13 +92,23 @@ def hold(shared: QSharedMemory, seconds: float | None) -> None:
     shared.detach()
 
 
+def names(shared: QSharedMemory) -> None:
+    if not shared.create(1):
+        print(f"CREATE-FAILED {shared.errorString()}", flush=True)
+        sys.exit(3)
+    shared.lock()
+    print(f"NAMES {shared.nativeKey()!a}", flush=True)  # ascii: any key survives the pipe
+    until_told()
+    shared.unlock()
+    shared.detach()
+
+
 def until_told() -> None:
-    """Wait for SIGTERM or SIGINT (blocked, then taken with sigwait: no handler races)."""
-    signal.sigwait({signal.SIGTERM, signal.SIGINT})
+    """Wait until the test closes our standard input (or dies, which closes it too)."""
+    sys.stdin.read()
 
 
 def main() -> None:
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
     command, key, style, *rest = sys.argv[1:]
     app = QGuiApplication([])  # QImage's PNG plug-in needs an application object  # noqa: F841
     shared = memory(key, style)
@@ -102,6 +120,8 @@ def main() -> None:
         hold(shared, float(rest[0]))
     elif command == "lock-and-wait":
         hold(shared, None)
+    elif command == "names":
+        names(shared)
     else:
         sys.exit(f"qt_peer: unknown command {command}")
 

@@ -1,17 +1,20 @@
 """Qt's own protocol against the real thing: PySide6's ``QSharedMemory`` on the other side.
 
 Each test runs ``tests/qt_peer.py`` (PySide6 doing what Qt's example's two slots do) as a
-separate process, with both of Qt's key styles: ``legacy`` keys are Qt 5's System V objects
-(``--qt 5``), ``native`` keys Qt 6's POSIX ones (``--qt 6``). Images go both ways, pixel for
+separate process, with both of Qt's key styles: ``legacy`` keys (``--qt 5``) and ``native``
+keys (``--qt 6``). On Unix they are System V and POSIX objects; on Windows both are a named
+file mapping and a named semaphore, under different names. Images go both ways, pixel for
 pixel; Qt's semaphore is honoured, with tkshm's timeout; what a killed Qt program leaves is
 repaired; and anything at Qt's key that is not a QDataStream'd image gets one sentence.
 
 Every test gets its own key and its own Qt temporary directory (``TMPDIR``, where Qt 5 keeps
-its key files), and leaves no System V object, ``/dev/shm`` entry or key file behind.
+its key files on Unix), and leaves nothing behind: no System V object, ``/dev/shm`` entry or
+key file on Unix, no file mapping or semaphore on Windows.
 """
 
 from __future__ import annotations
 
+import ast
 import io
 import os
 import re
@@ -31,15 +34,14 @@ import pytest
 from commands import Running
 from patterns import pattern
 from PIL import Image
-from platforms import posix_only
+from platforms import KILLED, STOPPED, WINDOWS, posix_only, windows_only
 from tk_fixtures import App, pump
 
-pytestmark = posix_only("Qt's protocol is spoken on Linux for now (System V and POSIX objects)")
+sysv_ipc = pytest.importorskip("sysv_ipc") if not WINDOWS else None
+posix_ipc = pytest.importorskip("posix_ipc") if not WINDOWS else None
 
-sysv_ipc = pytest.importorskip("sysv_ipc") if sys.platform != "win32" else None
-posix_ipc = pytest.importorskip("posix_ipc") if sys.platform != "win32" else None
-
-from qt_objects import remove_sysv  # noqa: E402  (needs sysv_ipc, checked above)
+if not WINDOWS:
+    from qt_objects import remove_sysv  # (needs sysv_ipc, checked above)
 
 from tkshm import qt  # noqa: E402
 from tkshm.errors import (  # noqa: E402
@@ -54,7 +56,7 @@ from tkshm.qt import keys, payload  # noqa: E402
 
 QT_PEER = str(Path(__file__).with_name("qt_peer.py"))
 STYLES = {5: "legacy", 6: "native"}
-IDS = {5: "qt5-legacy-sysv", 6: "qt6-native-posix"}
+IDS = {5: "qt5-legacy-win", 6: "qt6-native-win"} if WINDOWS else {5: "qt5-legacy-sysv", 6: "qt6-native-posix"}
 
 
 def versions(*which: int) -> pytest.MarkDecorator:
@@ -76,7 +78,21 @@ class QtKey:
         return STYLES[self.version]
 
     def peer(self, *args: str) -> Running:
-        return Running([sys.executable, QT_PEER, args[0], self.key, self.style, *args[1:]], env=self.env)
+        """qt_peer.py; one that waits (load, lock-and-wait) goes on until :func:`let_go`."""
+        argv = [sys.executable, QT_PEER, args[0], self.key, self.style, *args[1:]]
+        return Running(argv, env=self.env, stdin=True)
+
+    @property
+    def windows_names(self) -> tuple[str, str]:
+        """The file mapping's and the semaphore's names on Windows, as Qt derives them."""
+        if self.version == 5:
+            return keys.legacy_name(self.key, "sharedmemory"), keys.legacy_name(self.key, "systemsem")
+        return keys.native_windows_names(self.key)
+
+    @property
+    def semaphore(self) -> str:
+        """Qt's semaphore as tkshm's sentences name it."""
+        return self.windows_names[1] if WINDOWS else "/" + self.key
 
     def tkshm(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
         argv = [sys.executable, "-m", "tkshm", *args, "--qt", str(self.version), "--key", self.key]
@@ -88,6 +104,14 @@ class QtKey:
         return done
 
     def leftovers(self) -> list[str]:
+        if WINDOWS:  # kernel objects, which live while some process has a handle to them
+            from tkshm import _mappings
+            from tkshm.qt import win
+
+            mapping, semaphore = self.windows_names
+            return [f"file mapping {mapping}"] * _mappings.exists(mapping) + [
+                f"semaphore {semaphore}"
+            ] * win.semaphore_exists(semaphore)
         found = [p for p in os.listdir(self.env["TMPDIR"]) if p.startswith("qipc_")]
         for path in (f"/dev/shm/{self.key}", f"/dev/shm/sem.{self.key}"):
             if os.path.lexists(path):
@@ -112,13 +136,20 @@ def qt_key(
     for path in left:
         if path.startswith("/dev/shm/"):
             os.unlink(path)
-    sysv_left = remove_sysv(made.key, str(tmpdir))
+    sysv_left = remove_sysv(made.key, str(tmpdir)) if not WINDOWS else []
     assert not [p for p in left if p not in qt_left] and not sysv_left, f"left behind: {left} {sysv_left}"
 
 
 def leaks(request: pytest.FixtureRequest) -> None:
-    """Mark the test as one where Qt 6 (PySide6) leaves its /dev/shm object, as Qt 6 does."""
+    """Mark the test as one where Qt 6 (PySide6) leaves its /dev/shm object, as Qt 6 does on
+    Linux (on Windows the kernel removes what Qt leaves)."""
     request.node.qt_leaks = True
+
+
+def let_go(peer: Running) -> None:
+    """End a waiting qt_peer.py as Qt's example ends: it detaches, then exits."""
+    status, _, err = peer.end_input()
+    assert status == 0, err
 
 
 def picture(alpha: bool) -> Image.Image:
@@ -126,6 +157,35 @@ def picture(alpha: bool) -> Image.Image:
     if not alpha:
         image.putalpha(255)
     return image
+
+
+# -- Qt's names -------------------------------------------------------------------------------
+@VERSIONS
+@pytest.mark.parametrize("tail", ["", " key-1 x", " Ünï ключ"], ids=["letters", "punctuation", "unicode"])
+def test_tkshm_finds_qts_objects_by_qts_own_names(
+    qt_key: QtKey, tail: str, request: pytest.FixtureRequest
+) -> None:
+    """Qt names its segment (``nativeKey()``) and holds its semaphore; tkshm derives both names
+    from the key alone, attaches to that segment, and finds that semaphore taken."""
+    leaks(request)
+    qt_key.key += tail  # the fixture checks what is left under the key as it is at the end
+    holder = qt_key.peer("names")
+    try:
+        word, _, literal = holder.line().strip().partition(" ")
+        assert word == "NAMES", literal
+        native_key = ast.literal_eval(literal)
+        if WINDOWS:
+            assert native_key == qt_key.windows_names[0]
+        elif qt_key.version == 5:
+            assert native_key == keys.legacy_key_file(qt_key.key, "sharedmemory")
+        else:  # shm_open("K") and shm_open("/K") name the same /dev/shm/K
+            assert "/" + native_key.lstrip("/") == keys.native_posix_name(qt_key.key)
+        with qt.backend(qt_key.key, qt_key.version) as handle:
+            assert handle.attach() >= 1
+            with pytest.raises(LockTimeoutError), handle.lock(0.2):
+                pass  # pragma: no cover - Qt holds the lock
+    finally:
+        let_go(holder)
 
 
 # -- both ways, pixel for pixel ---------------------------------------------------------------
@@ -143,7 +203,7 @@ def test_tkshm_put_is_displayed_by_qt_pixel_for_pixel(qt_key: QtKey, tmp_path: P
         assert shown.finish()[0] == 0
     finally:
         status, _, err = put.stop(signal.SIGINT)
-    assert status == 0, err
+    assert status == STOPPED, err
     got = Image.open(out).convert("RGBA")
     assert got.tobytes() == picture(alpha).tobytes()
 
@@ -162,7 +222,7 @@ def test_what_qt_loads_tkshm_get_saves_pixel_for_pixel(
         done = qt_key.tkshm("get", "-o", str(out), check=True)
         assert done.stdout.strip() == f"Saved 97x61 image to {out}."
     finally:
-        loader.stop(signal.SIGTERM)
+        let_go(loader)
     assert Image.open(out).convert("RGBA").tobytes() == picture(alpha).tobytes()
 
 
@@ -210,6 +270,7 @@ def test_a_lock_held_for_ever_is_waited_for_only_the_timeout(qt_key: QtKey) -> N
 
 
 @versions(5)
+@posix_only("System V's SEM_UNDO; a Windows semaphore has none (see the test after next)")
 def test_a_qt5_holder_killed_inside_lock_gives_the_lock_back(qt_key: QtKey) -> None:
     with qt.publish(picture(True), qt_key.key, 5):
         holder = qt_key.peer("lock-and-wait")
@@ -220,6 +281,7 @@ def test_a_qt5_holder_killed_inside_lock_gives_the_lock_back(qt_key: QtKey) -> N
 
 # -- crashes ----------------------------------------------------------------------------------
 @VERSIONS
+@posix_only("System V keeps a killed creator's segment, POSIX its semaphore; Windows keeps neither")
 def test_after_a_qt_loader_is_killed_put_still_publishes(
     qt_key: QtKey, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
@@ -238,6 +300,22 @@ def test_after_a_qt_loader_is_killed_put_still_publishes(
 
 
 @VERSIONS
+@windows_only("the kernel destroys an object with its last handle, a killed holder's too")
+def test_a_killed_qt_loader_takes_its_mapping_and_semaphore_with_it(qt_key: QtKey, tmp_path: Path) -> None:
+    source = tmp_path / "source.png"
+    picture(True).save(source)
+    loader = qt_key.peer("load", str(source))
+    assert loader.line().strip() == "READY"
+    assert qt_key.leftovers() == [f"file mapping {qt_key.windows_names[0]}", f"semaphore {qt_key.semaphore}"]
+    assert loader.kill()[0] == KILLED  # TerminateProcess: Qt never detaches
+    assert qt_key.leftovers() == []
+    with qt.publish(picture(False), qt_key.key, qt_key.version):
+        assert qt.read_image(qt_key.key, qt_key.version).tobytes() == picture(False).tobytes()
+    repaired = qt_key.tkshm("clean", check=True)
+    assert repaired.stdout == f"Nothing to repair under Qt's key {qt_key.key!r}.\n"
+
+
+@VERSIONS
 def test_put_refuses_a_key_a_live_qt_process_holds_in_one_sentence(
     qt_key: QtKey, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
@@ -251,25 +329,40 @@ def test_put_refuses_a_key_a_live_qt_process_holds_in_one_sentence(
         with pytest.raises(SegmentInUseError):
             qt.publish(picture(True), qt_key.key, qt_key.version)
     finally:
-        loader.stop(signal.SIGTERM)
+        let_go(loader)
     assert done.returncode == 1
     assert re.fullmatch(r"tkshm: Unable to create shared memory segment: .*\.\n", done.stderr), done.stderr
-    assert f"process {loader.proc.pid}" in done.stderr
+    # Linux names the holder (nattch and its creator, or /proc); Windows does not say who has a handle.
+    holder = "held by another process" if WINDOWS else f"process {loader.proc.pid}"
+    assert holder in done.stderr
 
 
-@versions(6)
-def test_a_qt6_holder_killed_inside_lock_is_said_within_the_timeout_and_clean_repairs_it(
+@versions(5, 6) if WINDOWS else versions(6)
+def test_a_holder_killed_inside_lock_is_said_within_the_timeout_and_clean_repairs_it(
     qt_key: QtKey,
 ) -> None:
-    with qt.publish(picture(True), qt_key.key, 6):
+    """A POSIX semaphore (Qt 6 on Unix) and a Windows semaphore (both key styles) have no
+    undo: a holder killed inside lock() leaves them taken while another process has them
+    open (here: tkshm's publisher)."""
+    version = qt_key.version
+    with qt.publish(picture(True), qt_key.key, version):
         holder = qt_key.peer("lock-and-wait")
         assert holder.line().strip() == "LOCKED"
-        holder.kill()  # a POSIX semaphore has no undo: it stays at 0
-        with pytest.raises(LockTimeoutError, match=f"tkshm clean --qt 6 --key {qt_key.key} releases it"):
-            qt.read_image(qt_key.key, 6, timeout=0.3)
+        holder.kill()
+        started = time.monotonic()
+        advice = f"tkshm clean --qt {version} --key {qt_key.key} releases it"
+        with pytest.raises(LockTimeoutError, match=advice):
+            qt.read_image(qt_key.key, version, timeout=0.3)
+        assert time.monotonic() - started < 30  # bounded: never Qt's wait for ever
+        done = qt_key.tkshm("get", "-o", str(Path(qt_key.env["TMPDIR"]) / "got.png"))
+        assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+        assert "stayed taken for more than" in done.stderr
         repaired = qt_key.tkshm("clean", check=True)
-        assert repaired.stdout.startswith(f"Released Qt's semaphore /{qt_key.key}:"), repaired.stdout
-        assert qt.read_image(qt_key.key, 6).tobytes() == picture(True).tobytes()
+        assert repaired.stdout.startswith(f"Released Qt's semaphore {qt_key.semaphore}:"), repaired.stdout
+        assert qt.read_image(qt_key.key, version).tobytes() == picture(True).tobytes()
+        # Qt itself, whose attach() and lock() wait for ever, gets through again too.
+        shown = qt_key.peer("display", str(Path(qt_key.env["TMPDIR"]) / "qt.png"))
+        assert shown.line().startswith("SAVED 97x61")
 
 
 # -- what is not a QDataStream'd image --------------------------------------------------------
@@ -297,7 +390,11 @@ HOSTILE = {
     "null-image": (payload.null_image(), ImageError, "holds a null image"),
     "truncated-png": (payload.encode(pattern(64, 64, 3))[:300], ImageError, "damaged or truncated"),
     "bomb": (b"\x00\x00\x00\x01" + _bomb(), ImageTooLargeError, "more than the 100,000,000"),
-    "three-bytes": (b"\x00\x00\x00", CorruptSegmentError, "too few for a QDataStream'd image"),
+    # Windows maps whole pages: a reader (Qt's too) sees the three bytes and zeros after them,
+    # the marker 0 of a null image.
+    "three-bytes": (b"\x00\x00\x00", ImageError, "holds a null image")
+    if WINDOWS
+    else (b"\x00\x00\x00", CorruptSegmentError, "too few for a QDataStream'd image"),
 }
 
 
@@ -321,6 +418,7 @@ def test_anything_else_at_qts_key_gets_one_sentence(qt_key: QtKey, name: str) ->
 
 
 @versions(6)
+@posix_only("a POSIX object of any size, made with posix_ipc (Windows: the test below)")
 @pytest.mark.parametrize("size", [0, 2 * 1024**3], ids=["empty", "2GB"])
 def test_a_segment_of_0_bytes_or_2_gb_is_refused_before_it_is_read(qt_key: QtKey, size: int) -> None:
     memory = posix_ipc.SharedMemory("/" + qt_key.key, posix_ipc.O_CREX, mode=0o600, size=size)  # sparse
@@ -338,7 +436,27 @@ def test_a_segment_of_0_bytes_or_2_gb_is_refused_before_it_is_read(qt_key: QtKey
                 os.unlink(path)
 
 
+@VERSIONS
+@windows_only("a file mapping of 2 GB (Windows cannot make an empty one: CreateFileMapping refuses size 0)")
+def test_a_mapping_of_2_gb_is_refused_before_it_is_read(qt_key: QtKey) -> None:
+    import _winapi
+
+    size = 2 * 1024**3  # committed only as it is touched
+    handle = _winapi.CreateFileMapping(
+        _winapi.INVALID_HANDLE_VALUE, _winapi.NULL, _winapi.PAGE_READWRITE, size >> 32, size & 0xFFFFFFFF,
+        qt_key.windows_names[0],
+    )  # fmt: skip
+    try:
+        started = time.monotonic()
+        with pytest.raises(CorruptSegmentError, match="more than a QDataStream'd image of the largest size"):
+            qt.read_image(qt_key.key, qt_key.version)
+        assert time.monotonic() - started < 10  # 2 GB were not copied
+    finally:
+        _winapi.CloseHandle(handle)  # the last handle: Windows destroys the mapping
+
+
 @versions(5)
+@posix_only("Qt keeps key files for System V on Unix; Windows names its objects directly")
 def test_a_planted_symlink_at_qts_key_file_is_refused(qt_key: QtKey, tmp_path: Path) -> None:
     target = tmp_path / "elsewhere"
     target.write_text("")
@@ -353,9 +471,14 @@ def test_a_planted_symlink_at_qts_key_file_is_refused(qt_key: QtKey, tmp_path: P
         link.unlink()
 
 
+# A native key names one object: a POSIX name has no "/" but the first; a Windows name has no
+# backslash but after its namespace. Longer than 255 characters is refused everywhere.
+BAD_NATIVE_KEYS = ["a\\b", "Local\\", "Global\\a\\b", "x" * 300] if WINDOWS else ["a/b", "..", "/", "x" * 300]
+
+
 @versions(6)
-@pytest.mark.parametrize("key", ["a/b", "..", "/", "x" * 300])
-def test_a_key_that_cannot_name_a_posix_object_is_refused(qt_key: QtKey, key: str) -> None:
+@pytest.mark.parametrize("key", BAD_NATIVE_KEYS)
+def test_a_key_that_cannot_name_a_native_object_is_refused(qt_key: QtKey, key: str) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "tkshm", "get", "--qt", "6", "--key", key, "-o", "x.png"],
         capture_output=True, text=True, timeout=60,
@@ -364,6 +487,7 @@ def test_a_key_that_cannot_name_a_posix_object_is_refused(qt_key: QtKey, key: st
 
 
 @pytest.mark.parametrize(("version", "package"), [(5, "sysv_ipc"), (6, "posix_ipc")])
+@posix_only("the tkshm[qt] extra is for Unix; Windows needs no package (the test below)")
 def test_without_the_qt_extra_one_sentence_names_it(version: int, package: str) -> None:
     code = (
         f"import sys; sys.modules[{package!r}] = None\n"  # as if it were not installed
@@ -375,6 +499,26 @@ def test_without_the_qt_extra_one_sentence_names_it(version: int, package: str) 
     assert done.stderr == (
         f"tkshm: Speaking Qt {version}'s protocol needs the {package} package: pip install 'tkshm[qt]'.\n"
     )
+
+
+@VERSIONS
+@windows_only("Unix needs the tkshm[qt] extra (the test above)")
+def test_on_windows_no_extra_package_is_needed_or_asked_for(qt_key: QtKey) -> None:
+    code = (
+        "import sys; sys.modules['sysv_ipc'] = sys.modules['posix_ipc'] = None\n"  # as if absent
+        "from tkshm.cli import main\n"
+        f"sys.exit(main(['get', '--qt', '{qt_key.version}', '--key', {qt_key.key!r}, '-o', 'x.png']))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    mapping = qt_key.windows_names[0]
+    assert done.stderr.startswith(
+        f"tkshm: Nothing is published under Qt's key {qt_key.key!r}: there is no file mapping {mapping}."
+    ), done.stderr
+    usage = subprocess.run(
+        [sys.executable, "-m", "tkshm", "get", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert "tkshm[qt]" not in usage.stdout and "POSIX" not in usage.stdout
 
 
 # -- the window as a peer of Qt's example (tkshm gui --qt 5|6) --------------------------------
@@ -426,4 +570,4 @@ def test_the_window_speaks_qts_protocol_both_ways_and_says_so(
         pump(app.root, lambda: app.picture_area.picture is None, 30, "the refusal")
         assert str(app.label.cget("text")) == "Unable to create shared memory segment."
     finally:
-        loader.stop(signal.SIGTERM)
+        let_go(loader)

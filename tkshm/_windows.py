@@ -56,11 +56,10 @@ from typing import Final
 
 from portalocker.portalocker import Win32Locker
 
-from . import _byterange, _events, _holders, _locking, trace
+from . import _byterange, _events, _holders, _locking, _mappings, trace
 from .errors import (
     CorruptSegmentError,
     LockTimeoutError,
-    OutOfSharedMemoryError,
     SegmentNotFoundError,
     TkshmError,
     UnsafePathError,
@@ -78,7 +77,6 @@ LOCK_SUFFIX: Final = ".lock"
 # (``tkshm._holders``). Waiting readers are woken by a named event each (``tkshm._events``).
 SLOT_LOCKS: Final = True
 _NAMESPACE: Final = "Local\\"  # this logon session's objects: other users' sessions cannot see them
-_PAGE: Final = 4096
 _RECORD: Final = struct.Struct("<8sIIQ")
 _CRC: Final = struct.Struct("<I")
 _DIR_MAGIC: Final = b"TKSHMDIR"
@@ -88,9 +86,7 @@ _DIR_VERSION: Final = 1
 _OPEN_TIMEOUT: Final = 5.0
 # Serials tried past a successor that already exists (left by a grower killed half-way).
 _MAX_SERIALS: Final = 64
-_ERROR_FILE_NOT_FOUND: Final = 2
 _ERROR_SHARING_VIOLATION: Final = 32
-_ERROR_NOT_ENOUGH_MEMORY: Final = (8, 1455)  # ERROR_NOT_ENOUGH_MEMORY, ERROR_COMMITMENT_LIMIT
 _REPARSE_POINT: Final = getattr(stat, "FILE_ATTRIBUTE_REPARSE_POINT", 0x400)
 _ORPHAN_REMOVED: Final = "orphan: no process holds %s any more (killed?); removed it"
 _LOCKER: Final = Win32Locker()
@@ -110,64 +106,6 @@ def try_lock(fd: int, exclusive: bool) -> bool:
 
 def unlock(fd: int) -> None:
     _LOCKER.unlock(fd)
-
-
-# -- named mappings -------------------------------------------------------------------
-def _page_round(size: int) -> int:
-    # Windows hands out whole pages; a joiner sees the section's page-rounded size, so the
-    # creator asks for exactly that and everyone agrees on the capacity.
-    return -(-size // _PAGE) * _PAGE
-
-
-def _create_mapping(tagname: str, size: int) -> mmap.mmap | None:
-    """A new pagefile-backed mapping named ``tagname``, or None if the name is taken."""
-    try:
-        handle = _winapi.CreateFileMapping(
-            _winapi.INVALID_HANDLE_VALUE, _winapi.NULL, _winapi.PAGE_READWRITE,
-            size >> 32, size & 0xFFFFFFFF, tagname,
-        )  # fmt: skip
-    except OSError as exc:
-        if exc.winerror in _ERROR_NOT_ENOUGH_MEMORY:
-            raise OutOfSharedMemoryError(
-                f"There is not enough memory for {size / 1e6:.1f} MB of shared memory. "
-                "Close other programs, or load a smaller image."
-            ) from exc
-        raise
-    try:
-        if _winapi.GetLastError() == _winapi.ERROR_ALREADY_EXISTS:
-            return None
-        # mmap opens the same name again; our handle keeps the section alive meanwhile.
-        return mmap.mmap(-1, size, tagname=tagname)
-    finally:
-        _winapi.CloseHandle(handle)
-
-
-def _open_mapping(tagname: str) -> mmap.mmap | None:
-    """Join the existing mapping named ``tagname`` at its own size, or None if there is none."""
-    try:
-        handle = _winapi.OpenFileMapping(_winapi.FILE_MAP_READ, False, tagname)
-    except OSError as exc:
-        if exc.winerror == _ERROR_FILE_NOT_FOUND:
-            return None
-        raise
-    try:
-        view = _winapi.MapViewOfFile(handle, _winapi.FILE_MAP_READ, 0, 0, 0)
-        try:
-            size = _winapi.VirtualQuerySize(view)
-        finally:
-            _winapi.UnmapViewOfFile(view)
-        return mmap.mmap(-1, size, tagname=tagname)
-    finally:
-        _winapi.CloseHandle(handle)
-
-
-def _exists(tagname: str) -> bool:
-    try:
-        handle = _winapi.OpenFileMapping(_winapi.FILE_MAP_READ, False, tagname)
-    except OSError:
-        return False
-    _winapi.CloseHandle(handle)
-    return True
 
 
 def _data_tag(name: str, serial: int) -> str:
@@ -275,7 +213,7 @@ class WindowsSegmentFile:
             serial = _read_serial(directory)
             if serial is None:  # a creator is filling in the record this very moment
                 return False
-            data = _open_mapping(_data_tag(self.name, serial))
+            data = _mappings.open_mapping(_data_tag(self.name, serial))
             if data is None:
                 # Either a grower moved on and its old mapping went (look again), or the grower
                 # that made this one left before anyone followed it (nothing to find).
@@ -293,7 +231,7 @@ class WindowsSegmentFile:
         self._holders.register()
 
     def _attach(self) -> None:
-        self._directory = _open_mapping(self.path)
+        self._directory = _mappings.open_mapping(self.path)
         if self._directory is not None:
             self._register()
         if self._directory is None or not self._join():
@@ -301,13 +239,13 @@ class WindowsSegmentFile:
 
     def _attach_or_create(self, capacity: int) -> None:
         for _ in range(_MAX_SERIALS):
-            self._directory = _create_mapping(self.path, _PAGE)
+            self._directory = _mappings.create_mapping(self.path, _mappings.PAGE)
             if self._directory is not None:
                 self.created = True
                 self._register()
                 self._new_data(capacity, after=0)
                 return
-            self._directory = _open_mapping(self.path)
+            self._directory = _mappings.open_mapping(self.path)
             if self._directory is not None:
                 self._register()
                 break
@@ -331,9 +269,9 @@ class WindowsSegmentFile:
         empty, or holding a copy of ``keep`` (the frames a growing segment must not lose). The
         previous one is ours to close; Windows frees it after the others."""
         assert self._directory is not None
-        size = _page_round(HEADER_SIZE + capacity)
+        size = _mappings.page_round(HEADER_SIZE + capacity)
         for serial in range(after + 1, after + 1 + _MAX_SERIALS):
-            data = _create_mapping(_data_tag(self.name, serial), size)
+            data = _mappings.create_mapping(_data_tag(self.name, serial), size)
             if data is not None:
                 break
         else:
@@ -362,7 +300,7 @@ class WindowsSegmentFile:
         serial = _read_serial(self._directory)
         if serial == self._serial:
             return
-        data = _open_mapping(_data_tag(self.name, serial)) if serial else None
+        data = _mappings.open_mapping(_data_tag(self.name, serial)) if serial else None
         if data is None:
             if not exclusive:
                 raise SegmentNotFoundError(self.key)
@@ -468,12 +406,12 @@ def _header_page(name: str) -> tuple[int, bytes | None] | None:
     """The current data mapping's size and header page, read without the lock (so that a
     listing never holds a lock file open, which would make a detacher think it is not last).
     None if the segment is gone; a None page if the header was caught half-written."""
-    directory = _open_mapping(_NAMESPACE + name)
+    directory = _mappings.open_mapping(_NAMESPACE + name)
     if directory is None:
         return None
     try:
         serial = _read_serial(directory)
-        data = _open_mapping(_data_tag(name, serial)) if serial else None
+        data = _mappings.open_mapping(_data_tag(name, serial)) if serial else None
     finally:
         directory.close()
     if data is None:
@@ -528,16 +466,16 @@ def process_alive(pid: int) -> bool:
 def remains(name: str) -> list[str]:
     """What Windows still holds of segment ``name``: its lock file and its mappings."""
     left = [path for path in [_lock_path(name)] if os.path.exists(path)]
-    directory = _open_mapping(_NAMESPACE + name)
+    directory = _mappings.open_mapping(_NAMESPACE + name)
     if directory is not None:
         try:
             serial = _read_serial(directory)
         finally:
             directory.close()
         # Our probe held the directory open for a moment; ask again now that it is closed.
-        if _exists(_NAMESPACE + name):
+        if _mappings.exists(_NAMESPACE + name):
             left.append(_NAMESPACE + name)
-        if serial and _exists(_data_tag(name, serial)):
+        if serial and _mappings.exists(_data_tag(name, serial)):
             left.append(_data_tag(name, serial))
     return left
 
@@ -546,7 +484,7 @@ def remove_orphans() -> list[str]:
     """Delete lock files whose mappings are gone and which no process has open."""
     removed = []
     for name, path in _lock_files():
-        if not _exists(_NAMESPACE + name) and _delete_if_unused(path):
+        if not _mappings.exists(_NAMESPACE + name) and _delete_if_unused(path):
             trace.step(_ORPHAN_REMOVED, path)
             removed.append(path)
     return removed

@@ -239,11 +239,15 @@ def build_parser() -> _Parser:
 
 
 def _add_qt(parser: argparse.ArgumentParser, what: str) -> None:
+    if sys.platform == "win32":  # both key styles are a file mapping and a semaphore; no extra
+        styles, needs = "5 is Qt 5 and Qt 6's legacy keys, 6 is Qt 6's native keys", ""
+    else:
+        styles = "5 is Qt 5 and Qt 6's legacy keys (System V), 6 is Qt 6's native keys (POSIX)"
+        needs = ". Needs pip install 'tkshm[qt]'"
     parser.add_argument(
         "--qt", type=int, choices=qt.VERSIONS, metavar="5|6",
-        help=f"speak Qt's own protocol ({what}): 5 is Qt 5 and Qt 6's legacy keys (System V), "
-        f"6 is Qt 6's native keys (POSIX); the key defaults to {qt.DEFAULT_KEY!r}. "
-        "Needs pip install 'tkshm[qt]'",
+        help=f"speak Qt's own protocol ({what}): {styles}; the key defaults to "
+        f"{qt.DEFAULT_KEY!r}{needs}",
     )  # fmt: skip
 
 

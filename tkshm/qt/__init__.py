@@ -10,10 +10,11 @@ protocol, so a tkshm command or window and the real Qt program pass an image bot
         ...                                 # Shared Memory"
     picture = qt.read_image(version=6)      # what Qt 6's example loaded
 
-``version=5`` is Qt 5, and Qt 6 with a legacy key (``QSharedMemory("K")``): System V objects.
-``version=6`` is Qt 6 with a native key (``QSharedMemory(QNativeIpcKey("K"))``, Qt 6's own
-example): POSIX objects. It needs the extra ``tkshm[qt]`` (``sysv_ipc``, ``posix_ipc``).
-POSIX only for now: on Windows, Qt uses named file mappings and semaphores, not yet spoken.
+``version=5`` is Qt 5, and Qt 6 with a legacy key (``QSharedMemory("K")``): System V objects
+on Unix. ``version=6`` is Qt 6 with a native key (``QSharedMemory(QNativeIpcKey("K"))``):
+POSIX objects on Unix. On Unix it needs the extra ``tkshm[qt]`` (``sysv_ipc``, ``posix_ipc``).
+On Windows both key styles name a file mapping and a semaphore, which ctypes reaches with no
+extra package (:mod:`tkshm.qt.win`); only the names differ.
 """
 
 from __future__ import annotations
@@ -24,11 +25,11 @@ from typing import Final
 from PIL import Image
 
 from .. import trace
-from ..errors import CorruptSegmentError, TkshmError
+from ..errors import CorruptSegmentError
 from ..ipc import DEFAULT_TIMEOUT
 from . import payload
 from .backend import QtBackend
-from .keys import DEFAULT_KEY, Version, check_key, native_posix_name
+from .keys import DEFAULT_KEY, Version, check_key, legacy_name, native_posix_name, native_windows_names
 
 __all__ = ["DEFAULT_KEY", "VERSIONS", "QtBackend", "Version", "backend", "clean", "publish", "read_image"]
 
@@ -38,21 +39,24 @@ VERSIONS: Final = (5, 6)
 def backend(key: str = DEFAULT_KEY, version: Version = 5) -> QtBackend:
     """The handle on Qt's objects for ``key``, not yet created or attached."""
     check_key(key)
+    if version not in VERSIONS:
+        raise ValueError(f"Qt version {version!r}: use 5 or 6")
     if sys.platform == "win32":
-        raise TkshmError(
-            "Speaking Qt's protocol on Windows (named file mappings and semaphores) is not "
-            "supported yet; it works on Linux."
-        )
+        from . import win
+
+        if version == 5:  # legacy keys: the names Qt's key files have on Unix, as object names
+            names = legacy_name(key, "sharedmemory"), legacy_name(key, "systemsem")
+        else:  # Qt 6's native keys: the key itself, and "_sem" for the semaphore
+            names = native_windows_names(key)
+        return win.WindowsNamed(key, version, *names)
     # Imported here: each needs its package from the tkshm[qt] extra, and says so if missing.
     if version == 5:
         from . import sysv
 
         return sysv.SystemV(key)
-    if version == 6:
-        from . import posix
+    from . import posix
 
-        return posix.PosixNative(native_posix_name(key), key)
-    raise ValueError(f"Qt version {version!r}: use 5 or 6")
+    return posix.PosixNative(native_posix_name(key), key)
 
 
 def publish(

@@ -9,6 +9,7 @@ each leaves the operating system as it found it, which Qt does not always do.
 from __future__ import annotations
 
 import contextlib
+import mmap
 from abc import ABC, abstractmethod
 
 
@@ -74,3 +75,23 @@ class QtBackend(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class MappedBackend(QtBackend):
+    """A backend whose segment this process sees through an ``mmap`` of its own (POSIX
+    shared memory, a Windows file mapping): copying in and out is slicing that map."""
+
+    _map: mmap.mmap | None = None
+
+    def write(self, data: bytes) -> None:
+        assert self._map is not None
+        self._map[: len(data)] = data
+
+    def read(self) -> bytes:
+        return self._map[:] if self._map is not None else b""
+
+    def _unmap(self) -> None:
+        """Unmap our view; the segment itself lives on while others hold it."""
+        mapped, self._map = self._map, None
+        if mapped is not None:
+            mapped.close()

@@ -12,8 +12,10 @@ found by a number, not a name, so Qt makes an empty file with that name in its t
 directory and asks ``ftok(file, 'Q')`` for the number: the file's inode and device become
 the segment's and the semaphore's IPC keys.
 
-Qt 6's *native* keys (``QNativeIpcKey("K")``, what Qt 6's own example uses) are the name
-itself: a POSIX shared memory object and a POSIX named semaphore, both ``/K``.
+Qt 6's *native* keys (``QNativeIpcKey("K")``) are the name itself. On Unix that is a POSIX
+shared memory object and a POSIX named semaphore, both ``/K``. On Windows a file mapping and
+a semaphore share one namespace of kernel object names, so the mapping is ``K`` and the
+semaphore ``K_sem``.
 """
 
 from __future__ import annotations
@@ -34,6 +36,11 @@ DEFAULT_KEY: Final = "QSharedMemoryExample"
 FTOK_ID: Final = ord("Q")
 # POSIX names are files in /dev/shm: NAME_MAX is 255, and a semaphore's file is "sem." + name.
 _POSIX_NAME_MAX: Final = 251
+# Windows' MAX_PATH: Qt cuts a native key to MAX_PATH - 5 UTF-16 units before adding "_sem".
+_WINDOWS_MAX_PATH: Final = 260
+_WINDOWS_SEMAPHORE_SUFFIX: Final = "_sem"
+# The kernel object namespaces a Windows name may start with (the session's, or every session's).
+_WINDOWS_NAMESPACES: Final = ("Local\\", "Global\\")
 
 
 def check_key(key: str) -> None:
@@ -78,3 +85,32 @@ def native_posix_name(key: str) -> str:
     if name in (".", ".."):
         raise InvalidKeyError(f"{key!r} cannot name a POSIX object; use a plain name.")
     return "/" + name
+
+
+def native_windows_names(key: str) -> tuple[str, str]:
+    """A Qt 6 native key on Windows: the file mapping's name and the semaphore's.
+
+    The mapping is named by the key as it is. Qt's ``QSharedMemoryPrivate::semaphoreNativeKey``
+    cuts the key to ``MAX_PATH - 5`` UTF-16 code units and appends ``_sem``, because a
+    semaphore may not take a name a file mapping already has. A backslash separates a
+    namespace (``Local\\``, ``Global\\``) from the name, and appears nowhere else.
+    """
+    check_key(key)
+    name = key
+    for namespace in _WINDOWS_NAMESPACES:
+        if key.startswith(namespace):
+            name = key[len(namespace) :]
+            break
+    if not name or "\\" in name:
+        raise InvalidKeyError(
+            f"A Qt 6 native key names one Windows kernel object, so it cannot contain a backslash "
+            f"except after Local or Global (the key was {key!r}); use a plain name such as "
+            f"{DEFAULT_KEY!r}."
+        )
+    units = key.encode("utf-16-le", "surrogatepass")
+    if len(units) // 2 >= _WINDOWS_MAX_PATH:
+        most = _WINDOWS_MAX_PATH - 1
+        raise InvalidKeyError(f"A Qt 6 native key can be at most {most} characters long on Windows.")
+    keep = (_WINDOWS_MAX_PATH - len(_WINDOWS_SEMAPHORE_SUFFIX) - 1) * 2
+    stem = units[:keep].decode("utf-16-le", "surrogatepass")
+    return key, stem + _WINDOWS_SEMAPHORE_SUFFIX

@@ -24,7 +24,7 @@ from typing import Any
 
 from ..errors import LockTimeoutError, SegmentInUseError, SegmentNotFoundError, TkshmError, UnsafePathError
 from . import unix
-from .backend import QtBackend
+from .backend import MappedBackend
 
 assert sys.platform != "win32", "Qt's Unix objects (System V, POSIX); Windows has neither"
 
@@ -38,7 +38,7 @@ except ImportError as exc:  # pragma: no cover - the extra is installed wherever
 _SHM_DIR = "/dev/shm"
 
 
-class PosixNative(QtBackend):
+class PosixNative(MappedBackend):
     """A ``QSharedMemory`` with a Qt 6 native key: ``/K`` twice."""
 
     protocol = "Qt 6"
@@ -48,7 +48,6 @@ class PosixNative(QtBackend):
         self.name = name  # "/K"
         self.memory_path = _SHM_DIR + name
         self.semaphore_path = f"{_SHM_DIR}/sem.{name[1:]}"
-        self._map: mmap.mmap | None = None
         self._made = False
         self._semaphore: Any = None  # posix_ipc.Semaphore
         self._made_semaphore = False
@@ -107,17 +106,8 @@ class PosixNative(QtBackend):
         if info.st_uid != os.getuid():
             raise UnsafePathError(path, f"it belongs to user {info.st_uid}, not to you")
 
-    def write(self, data: bytes) -> None:
-        assert self._map is not None
-        self._map[: len(data)] = data
-
-    def read(self) -> bytes:
-        return self._map[:] if self._map is not None else b""
-
     def detach(self) -> bool:
-        mapped, self._map = self._map, None
-        if mapped is not None:
-            mapped.close()
+        self._unmap()
         if not self._made:
             return False
         self._made = False
