@@ -106,9 +106,9 @@ def build_parser() -> _Parser:
     put = command("put", "Publish an image; stay attached until Ctrl+C.")
     put.add_argument("image", help="image file to publish")
     _add_qt(put, "publish as Qt's example does, for Qt's example to display")
-    play = command("play", "Publish an animation, or a moving test pattern, frame by frame.")
+    play = command("play", "Publish an animation or a video, or a moving test pattern, frame by frame.")
     play.description = (
-        "Publish an animation, or a moving test pattern, frame by frame, each when it is due: "
+        "Publish an animation or a video, or a moving test pattern, frame by frame, each when it is due: "
         "a frame whose time has passed when it comes up is dropped, not shown late, so the "
         "stream keeps time. A still image (one frame) is published once and held, as put does. "
         "Ctrl+C (or SIGTERM) stops it and detaches; so do --once, --duration and --frames. "
