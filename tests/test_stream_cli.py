@@ -298,6 +298,13 @@ BAD_USAGE = {
         ["play", "--pattern", "--duration", "0"],
         "the seconds to play must be a number above 0",
     ),
+    "zero-speed": (["play", "--speed", "0", "x.mp4"], "the speed must be a number above 0"),
+    "negative-start": (
+        ["play", "--start", "-1", "x.mp4"],
+        "the seconds to start at must be a number, 0 or more",
+    ),
+    "pattern-speed": (["play", "--pattern", "--speed", "2"], "--speed is for a FILE"),
+    "pattern-start": (["play", "--pattern", "--start", "2"], "--start is for a FILE"),
     "watch-seconds": (["watch", "--seconds", "-1"], "the seconds to watch must be a number above 0"),
     "watch-file": (["watch", "x.gif"], "unrecognized arguments"),
 }

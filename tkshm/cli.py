@@ -24,9 +24,9 @@ from typing import Any, Final
 
 from PIL import Image
 
-from . import __version__, figures, ipc, qt, stream, trace, watching
+from . import __version__, figures, ipc, qt, stream, trace, video, watching
 from ._signals import stop_requests
-from .errors import ImageError, SegmentNotFoundError, TkshmError
+from .errors import ImageError, NotAnImageError, SegmentNotFoundError, TkshmError
 from .header import BYTES_PER_PIXEL
 from .images import LoadedImage, load_image
 
@@ -106,9 +106,9 @@ def build_parser() -> _Parser:
     put = command("put", "Publish an image; stay attached until Ctrl+C.")
     put.add_argument("image", help="image file to publish")
     _add_qt(put, "publish as Qt's example does, for Qt's example to display")
-    play = command("play", "Publish an animation, or a moving test pattern, frame by frame.")
+    play = command("play", "Publish an animation or a video, or a moving test pattern, frame by frame.")
     play.description = (
-        "Publish an animation, or a moving test pattern, frame by frame, each when it is due: "
+        "Publish an animation or a video, or a moving test pattern, frame by frame, each when it is due: "
         "a frame whose time has passed when it comes up is dropped, not shown late, so the "
         "stream keeps time. A still image (one frame) is published once and held, as put does. "
         "Ctrl+C (or SIGTERM) stops it and detaches; so do --once, --duration and --frames. "
@@ -116,7 +116,8 @@ def build_parser() -> _Parser:
     )
     play.add_argument(
         "file", nargs="?", metavar="FILE",
-        help="animated GIF, APNG, WebP or multi-page TIFF, each frame shown for its own duration",
+        help="animated GIF, APNG, WebP or multi-page TIFF, or a video FFmpeg decodes (MP4, WebM, "
+        "MKV, MOV, AVI; needs pip install 'tkshm[video]'), each frame shown for its own duration",
     )  # fmt: skip
     play.add_argument(
         "--pattern", action="store_true",
@@ -129,6 +130,14 @@ def build_parser() -> _Parser:
     play.add_argument(
         "--fps", type=_fps, metavar="N",
         help="frames per second, instead of the file's durations (the pattern's default: 60)",
+    )  # fmt: skip
+    play.add_argument(
+        "--speed", type=_speed, metavar="FACTOR",
+        help="play FACTOR times as fast: each duration divided by it (0.5: half speed; default: 1)",
+    )  # fmt: skip
+    play.add_argument(
+        "--start", type=_start, metavar="SECONDS", default=0.0,
+        help="begin at the first frame at or after SECONDS into the file (each loop, too)",
     )  # fmt: skip
     looping = play.add_mutually_exclusive_group()
     looping.add_argument(
@@ -281,6 +290,20 @@ def _play_seconds(text: str) -> float:
     return _positive(text, "the seconds to play")
 
 
+def _speed(text: str) -> float:
+    return _positive(text, "the speed", stream.MAX_FPS)
+
+
+def _start(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: the seconds to start at must be a number, 0 or more")
+    return value
+
+
 def _frame_count(text: str) -> int:
     if text.isdigit() and int(text) > 0:
         return int(text)
@@ -336,6 +359,9 @@ def _check_options(top: _Parser, args: argparse.Namespace) -> None:
             parser.error("play takes a FILE or --pattern (one of them)")
         if not args.pattern and args.size is not None:
             parser.error("--size is the test pattern's; a file is played at its own size")
+        if args.pattern and (args.speed is not None or args.start):
+            option = "--speed" if args.speed is not None else "--start"
+            parser.error(f"{option} is for a FILE; the test pattern's pace is --fps")
         if args.pattern and not args.loop:
             parser.error("the test pattern never ends; it takes no --once (--duration or --frames end it)")
         if args.pattern:
@@ -523,6 +549,34 @@ def _decoding_quietly() -> Iterator[None]:
 
 
 def _play(args: argparse.Namespace) -> int:
+    # A video's decoding thread is stopped and its file closed however play ends.
+    with contextlib.ExitStack() as closing:
+        return _play_in(args, closing)
+
+
+def _open_playable(path: str, start_s: float) -> stream.Animation | video.Video:
+    """An animation through Pillow, or a video through PyAV: by the file's extension, else
+    whichever reads it (Pillow first: an animated GIF, WebP or PNG is no video)."""
+    if video.looks_like_video(path):
+        return video.open_video(path, start_s)
+    try:
+        with _decoding_quietly():
+            return stream.open_animation(path)
+    except NotAnImageError:
+        return video.open_video(path, start_s, chosen_by_name=False)
+
+
+def _check_start(animation: stream.Animation, args: argparse.Namespace) -> None:
+    """Refuse a --start past a decoded animation's end before anything is published (one
+    decoded as it plays says so at its first pass, before its first frame is published)."""
+    length = animation.length_s(args.fps)
+    if args.start and length is not None and args.start > length - 1e-6:
+        raise ImageError(
+            f"{args.file} is {length:.2f} s long; --start {args.start:g} is past its last frame."
+        )
+
+
+def _play_in(args: argparse.Namespace, closing: contextlib.ExitStack) -> int:
     still = False
     if args.pattern:
         width, height = args.size or _PATTERN_SIZE
@@ -532,20 +586,33 @@ def _play(args: argparse.Namespace) -> int:
         what = f"the test pattern ({width}x{height} at {fps:g} fps, stamped with its generation)"
         decoding: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
     else:
-        with _decoding_quietly():
-            animation = stream.open_animation(args.file)
-        width, height = animation.size
-        # One frame is a still: published once and held, as put holds it. Publishing it again
-        # ten times a second would only wake every follower to copy the same pixels.
-        still = animation.frame_count == 1 and args.loop
-        frames = animation.frames(args.fps, loop=args.loop and not still)
+        played_file = _open_playable(args.file, args.start)
+        width, height = played_file.size
+        speed = args.speed or 1.0
         rate = f" at {args.fps:g} fps" if args.fps else ""
+        pace = (f", from {args.start:g} s" if args.start else "") + (
+            f", at {speed:g}x speed" if speed != 1 else ""
+        )
         how = "looping" if args.loop else "once"
-        what = f"{_printable(args.file)} ({width}x{height}, {_frames(animation.frame_count)}{rate}, {how})"
-        # Frames too many to decode up front are decoded as they play: fold what a decoder
-        # prints then into the error too (not with --trace: it writes to stderr all along).
-        streaming = not animation.cached and not args.trace
-        decoding = _decoding_quietly() if streaming else contextlib.nullcontext()
+        if isinstance(played_file, video.Video):
+            closing.enter_context(played_file)
+            length = f", {played_file.length_s:.2f} s" if played_file.length_s is not None else ""
+            kind = f"{played_file.codec} video{length}"
+            frames = played_file.frames(args.fps, loop=args.loop, speed=speed)
+            decoding = contextlib.nullcontext()
+        else:
+            animation = played_file
+            # One frame is a still: published once and held, as put holds it. Publishing it
+            # again ten times a second would only wake every follower to copy the same pixels.
+            still = animation.frame_count == 1 and args.loop
+            _check_start(animation, args)
+            kind = _frames(animation.frame_count)
+            frames = animation.frames(args.fps, loop=args.loop and not still, speed=speed, start_s=args.start)
+            # Frames too many to decode up front are decoded as they play: fold what a decoder
+            # prints then into the error too (not with --trace: it writes to stderr all along).
+            streaming = not animation.cached and not args.trace
+            decoding = _decoding_quietly() if streaming else contextlib.nullcontext()
+        what = f"{_printable(args.file)} ({width}x{height}, {kind}{rate}{pace}, {how})"
     if not args.force:
         other = stream.other_publisher(args.key)
         if other is not None:

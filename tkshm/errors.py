@@ -13,6 +13,7 @@ Every message is a sentence a person can act on; details live in attributes and 
     ├── UnsafePathError             a symlink, a foreign owner or loose permissions on our files
     ├── OutOfSharedMemoryError      the shared-memory file system is full
     └── ImageError                  a file that cannot be shown: not an image, truncated, unreadable
+        ├── NotAnImageError         no image format Pillow knows (a video, a text file, ...)
         ├── ImageTooLargeError      too many pixels to decode safely (a decompression bomb)
         └── ArrayError              a NumPy array that is not an image: its dtype, shape or size
 """
@@ -27,6 +28,7 @@ __all__ = [
     "IncompleteImageError",
     "InvalidKeyError",
     "LockTimeoutError",
+    "NotAnImageError",
     "OutOfSharedMemoryError",
     "SegmentInUseError",
     "SegmentNotFoundError",
@@ -111,6 +113,10 @@ class ImageError(TkshmError):
     def __init__(self, message: str, path: str | None = None) -> None:
         super().__init__(message)
         self.path = path
+
+
+class NotAnImageError(ImageError):
+    """A readable file in no image format Pillow knows: ``tkshm play`` then tries it as a video."""
 
 
 class ImageTooLargeError(ImageError):

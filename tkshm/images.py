@@ -20,7 +20,7 @@ from typing import BinaryIO, Final
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageError, ImageTooLargeError
+from .errors import ImageError, ImageTooLargeError, NotAnImageError
 
 # 8K UHD is 33 million pixels; allow a comfortable margin above it, but refuse a file whose
 # header promises more before decoding a single row (a decompression bomb: a few bytes of
@@ -149,7 +149,8 @@ class FrameFile:
 @contextmanager
 def open_frames(path: str | os.PathLike[str]) -> Iterator[FrameFile]:
     """Open an animation (GIF, APNG, WebP, a multi-page TIFF; a still image is one frame)
-    and decode its frames one at a time, as the block iterates ``frames``.
+    and decode its frames one at a time, as the block iterates ``frames``, each right way
+    up as its EXIF orientation says (as :func:`load_image` turns a still).
 
     The same checks as :func:`load_image` apply, to every frame: only a regular file, every
     frame's size checked against :data:`MAX_PIXELS` before it is decoded, and any way the
@@ -162,7 +163,10 @@ def open_frames(path: str | os.PathLike[str]) -> Iterator[FrameFile]:
             opened = Image.open(file)
             _check_size(opened, name)
             frame_count = _frame_count(opened)
-            head = FrameFile(name, opened.format or "unknown", opened.size, frame_count, iter(()))
+            width, height = opened.size
+            if opened.getexif().get(_ORIENTATION_TAG, 1) in _QUARTER_TURNS:
+                width, height = height, width  # its frames are turned on their side (upright)
+            head = FrameFile(name, opened.format or "unknown", (width, height), frame_count, iter(()))
         try:
             yield replace(head, frames=_decoded_frames(opened, name, frame_count))
         finally:
@@ -180,8 +184,40 @@ def _decoded_frames(opened: Image.Image, name: str, frame_count: int) -> Iterato
             # frame is drawn over this one), so the frame we hand out must be a copy of it.
             rgba = to_rgba(opened)
             frame = rgba.copy() if rgba is opened else rgba
+            # Right way up, as load_image shows a still: each frame (a TIFF page has its own).
+            frame = upright(frame, opened)
             duration = opened.info.get("duration")
         yield Frame(frame, float(duration) if isinstance(duration, (int, float)) else None)
+
+
+# EXIF orientation -> the transpose that shows the picture right way up (as ImageOps does it).
+_ORIENTATIONS: Final = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_ORIENTATION_TAG: Final = 0x0112
+_QUARTER_TURNS: Final = frozenset({5, 6, 7, 8})
+
+
+def upright(frame: Image.Image, source: Image.Image) -> Image.Image:
+    """``frame`` (decoded from ``source``'s current frame) turned as its EXIF orientation
+    says; itself when there is none. The orientation is read from ``source``: a converted
+    copy has lost a TIFF's tags, where its EXIF lives."""
+    method = _ORIENTATIONS.get(source.getexif().get(_ORIENTATION_TAG, 1))
+    return frame if method is None else frame.transpose(method)
+
+
+def check_regular_file(path: str | os.PathLike[str]) -> None:
+    """Raise :class:`ImageError` with the sentence :func:`load_image` would say if ``path``
+    is not a regular file this process can read (missing, a folder, permission denied, a
+    pipe): for a decoder that opens the file by name itself (FFmpeg)."""
+    with _open_regular_file(os.fspath(path)):
+        pass
 
 
 @contextmanager
@@ -196,7 +232,7 @@ def _decoding(name: str) -> Iterator[None]:
             warnings.simplefilter("ignore")
             yield
     except UnidentifiedImageError as exc:
-        raise ImageError(f"{name} is not an image that tkshm can read.", name) from exc
+        raise NotAnImageError(f"{name} is not an image that tkshm can read.", name) from exc
     except Image.DecompressionBombError as exc:
         # Pillow refuses before tkshm can look (above twice its MAX_IMAGE_PIXELS).
         claimed = _CLAIMED_PIXELS.search(str(exc))

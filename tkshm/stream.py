@@ -47,6 +47,9 @@ CACHE_BYTES: Final = 512 * 1024 * 1024
 # Ctrl+Z) starts a new schedule from now instead of dropping every frame it missed.
 RESYNC_S: Final = 1.0
 MAX_FPS: Final = 1000.0
+# --start chooses the first frame that begins at or after it; a frame beginning this little
+# before it (rounding: 0.1 + 0.2 is not 0.3 in floating point) counts as at it.
+_START_SLACK_S: Final = 1e-6
 # A frame published this recently by a process that still runs: someone streams under the key.
 # Long enough for the slowest animation frames in common use (a few seconds each).
 LIVE_STREAM_S: Final = 5.0
@@ -159,13 +162,34 @@ class Animation:
     frame_count: int
     cached: bool  # decoded once, up front; else decoded again on each pass
 
-    def frames(self, fps: float | None, loop: bool) -> Iterator[TimedFrame]:
-        """The timed frames of one pass, or of endless passes with ``loop``."""
+    def frames(
+        self, fps: float | None, loop: bool, speed: float = 1.0, start_s: float = 0.0
+    ) -> Iterator[TimedFrame]:
+        """The timed frames of one pass, or of endless passes with ``loop``; each pass from
+        the first frame that begins at or after ``start_s`` (the file's own time, before
+        ``speed`` divides the durations). A pass with no such frame raises ImageError."""
         passes = itertools.count() if loop else range(1)
         for _ in passes:
             decoded = iter(self._cache) if self._cache is not None else _decode(self.path)
+            begins, played = 0.0, False
             for frame in decoded:
-                yield TimedFrame(frame_duration(frame.duration_ms, fps), _constant(frame.image))
+                duration = frame_duration(frame.duration_ms, fps)
+                skipped = begins < start_s - _START_SLACK_S
+                begins += duration
+                if not skipped:
+                    played = True
+                    yield TimedFrame(duration / speed, _constant(frame.image))
+            if not played:
+                raise ImageError(
+                    f"{self.path} is {begins:.2f} s long; --start {start_s:g} is past its last frame.",
+                    self.path,
+                )
+
+    def length_s(self, fps: float | None) -> float | None:
+        """How long one pass lasts (before any speed-up), if the frames are decoded already."""
+        if self._cache is None:
+            return None
+        return sum(frame_duration(frame.duration_ms, fps) for frame in self._cache)
 
     _cache: tuple[Frame, ...] | None = None
 
