@@ -75,6 +75,10 @@ class Running:
         assert line is not None, f"process {self.proc.pid} exited early: {self.finish()}"
         return line
 
+    def stderr_so_far(self) -> str:
+        """What it has written to stderr up to now (it is collected as it comes)."""
+        return "".join(self._stderr)
+
     def finish(self) -> tuple[int, list[str], str]:
         """Wait for the exit; return the status, the stdout lines not yet read, and stderr."""
         if self._ended is None:

@@ -20,6 +20,9 @@ Commands (child side, see ``_handle``):
   publish_array key width height seed   publish a pattern as a NumPy array, stay attached
   array_loop key width height seed      write_array pattern arrays forever (a target for a kill)
   read_array key                        ipc.read_array -> {"seed", "shape"}
+  colour_frames key width height colours gaps_ms
+                                        write_array one flat RGB frame per colour through one
+                                        handle, gaps_ms[i] after the one before -> {"write_times"}
   wait_for_change key after [timeout]   wait for a generation newer than ``after`` -> {"gen"}
   publish_loop key width height         publish pattern images forever (a target for a kill)
   publish_sample key mode width height seed
@@ -240,6 +243,16 @@ def _child() -> None:
             say(started=True)
             for count in itertools.count():
                 segment.write_array(arrays[count % 2])
+        elif op == "colour_frames":
+            segment = held(key, create=True)
+            write_times = []
+            for index, colour in enumerate(cmd["colours"]):
+                if index:
+                    time.sleep(cmd["gaps_ms"][index - 1] / 1000)  # the stream's own pace, not a wait
+                segment.write_array(numpy.full((cmd["height"], cmd["width"], 3), colour, numpy.uint8))
+                assert segment.last_frame is not None
+                write_times.append(segment.last_frame.write_time_ns)
+            say(write_times=write_times)
         elif op == "read_array":
             array = ipc.read_array(key=key)
             say(seed=seed_of(Image.fromarray(array)), shape=list(array.shape))

@@ -741,7 +741,7 @@ def test_every_subcommand_has_a_one_line_description() -> None:
     commands = re.sub(r"\n {10,}", " ", commands)
     summaries = dict(line.split(None, 1) for line in commands.splitlines())
     names = [
-        "put", "play", "watch", "get", "info", "list", "clean", "gui", "demo", "install-desktop",
+        "put", "play", "watch", "record", "get", "info", "list", "clean", "gui", "demo", "install-desktop",
         "uninstall-desktop",
     ]  # fmt: skip
     assert list(summaries) == names

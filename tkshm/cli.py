@@ -25,6 +25,7 @@ from typing import Any, Final
 from PIL import Image
 
 from . import __version__, figures, ipc, qt, stream, trace, video, watching
+from . import record as recording
 from ._signals import stop_requests
 from .errors import ImageError, NotAnImageError, SegmentNotFoundError, TkshmError
 from .header import BYTES_PER_PIXEL
@@ -38,8 +39,8 @@ EXIT_INTERRUPTED = 130
 LOCALE_DIR: Final = os.path.join(os.path.dirname(os.path.abspath(__file__)), "locale")
 _LANGUAGE_ALIASES: Final = {"zh": "zh_CN", "zh_cn": "zh_CN", "zh_hans": "zh_CN"}
 # Which commands use which of the options every parser knows; any other use is refused.
-_USES_KEY: Final = frozenset({"put", "get", "info", "list", "gui", "demo", "play", "watch"})
-_USES_TRACE: Final = frozenset({"put", "get", "info", "list", "clean", "gui", "play", "watch"})
+_USES_KEY: Final = frozenset({"put", "get", "info", "list", "gui", "demo", "play", "watch", "record"})
+_USES_TRACE: Final = frozenset({"put", "get", "info", "list", "clean", "gui", "play", "watch", "record"})
 _USES_LANG: Final = frozenset({"gui", "demo"})
 # Formats whose writer silently changes the size: ICO keeps at most 256x256 (Pillow scales
 # a bigger image down), ICNS resizes to fixed squares. ICO is written at the image's own
@@ -50,7 +51,7 @@ _PATTERN_SIZE: Final = (1920, 1080)
 _PATTERN_FPS: Final = 60.0
 # The commands whose messages start with their own name (tkshm play: ...): they run for a
 # while next to others (the demo's player, a watch), so a line says which one spoke.
-_OWN_PREFIX: Final = frozenset({"play", "watch"})
+_OWN_PREFIX: Final = frozenset({"play", "watch", "record"})
 
 
 class _Parser(argparse.ArgumentParser):
@@ -172,6 +173,22 @@ def build_parser() -> _Parser:
     )
     watch.add_argument("--json", action="store_true", help="print one JSON object per line instead of text")
     watch.add_argument("--seconds", type=_seconds, metavar="N", help="stop after N seconds (default: Ctrl+C)")
+    record = command("record", "Write a stream to a video file, each frame at the time it was published.")
+    record.description = (
+        "Write the stream under the key to a video file (needs pip install 'tkshm[video]'): each "
+        "new frame is encoded at the time the segment says it was published, so the file keeps "
+        "the stream's rhythm. A key nothing is published under yet is waited for. It ends when "
+        "the publisher has gone, on Ctrl+C, or after --duration or --frames; the file gets its "
+        "name only once it is complete (until then it is OUT.partial)."
+    )
+    record.add_argument(
+        "output", metavar="OUT",
+        help="the video file to write: .mp4, .m4v, .mov or .mkv (H.264), .webm (VP9), .avi (MJPEG)",
+    )  # fmt: skip
+    record.add_argument(
+        "--duration", type=_record_seconds, metavar="SECONDS", help="stop after SECONDS of stream"
+    )
+    record.add_argument("--frames", type=_frame_count, metavar="N", help="stop after N frames")
     get = command("get", "Copy the published image out and save it.")
     get.add_argument(
         "-o", "--output", required=True, metavar="FILE",
@@ -284,6 +301,10 @@ def _fps(text: str) -> float:
 
 def _seconds(text: str) -> float:
     return _positive(text, "the seconds to watch")
+
+
+def _record_seconds(text: str) -> float:
+    return _positive(text, "the seconds to record")
 
 
 def _play_seconds(text: str) -> float:
@@ -678,6 +699,24 @@ def _watch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _record(args: argparse.Namespace) -> int:
+    def notice(text: str) -> None:
+        print(f"tkshm record: {text}", file=sys.stderr, flush=True)
+
+    recording.check_output(args.output)  # a file that cannot be written: said before any wait
+    with stop_requests() as stop:
+        done = recording.record(
+            args.key, args.output, stop, notice, frames=args.frames, seconds=args.duration
+        )
+    if done.frames == 0:
+        print("Recorded no frames; no file was written.")
+        return 0
+    print(f"Recorded {_frames(done.frames)} ({done.span_s:.2f} s) to {_printable(args.output)}.")
+    if done.problem is not None:
+        return _fail(done.problem, "tkshm record")
+    return 0
+
+
 def _play_hint(key: str) -> str:
     command = "tkshm play FILE" if key == ipc.DEFAULT_KEY else f"tkshm play --key {shlex.quote(key)} FILE"
     return f"`{_printable(command)}`"
@@ -914,7 +953,7 @@ def _desktop(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {
-    "demo": _demo, "put": _put, "play": _play, "watch": _watch, "get": _get, "info": _info,
+    "demo": _demo, "put": _put, "play": _play, "watch": _watch, "record": _record, "get": _get, "info": _info,
     "list": _list, "clean": _clean, "gui": _gui,
     "install-desktop": _desktop, "uninstall-desktop": _desktop,
 }  # fmt: skip
