@@ -525,7 +525,6 @@ def main(argv: list[str] | None = None) -> int:
     tkshm_root = os.path.dirname(os.path.dirname(os.path.abspath(ipc.__file__)))
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [tkshm_root, os.environ.get("PYTHONPATH")]))
     run = Run(work, sys.executable, args)
-    left: list[str] = []
     try:
         file = os.path.join(work, "video.mp4")
         started = time.perf_counter()
@@ -557,6 +556,10 @@ def main(argv: list[str] | None = None) -> int:
             "publish time, every reader's frames pooled; reader CPU: per frame seen, mean of the readers"
         )
     finally:
+        # A second Ctrl+C (or a SIGTERM sent to the process and to its group, as timeout(1)
+        # does) must not cut the cleaning short: it takes a few seconds at most.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         left = run.close()
         if previous is None:
             os.environ.pop("TKSHM_DIR", None)
@@ -564,7 +567,7 @@ def main(argv: list[str] | None = None) -> int:
             os.environ["TKSHM_DIR"] = previous
         shutil.rmtree(work, ignore_errors=True)
         left += [work] if os.path.exists(work) else []
-    print(f"left behind: {', '.join(left) if left else 'nothing'}")
+        print(f"left behind: {', '.join(left) if left else 'nothing'}", flush=True)
     return 0
 
 
@@ -574,8 +577,9 @@ def _terminate(signum: int, _frame: object) -> None:
 
 if __name__ == "__main__":
     signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored
     try:
         sys.exit(main())
     except KeyboardInterrupt:
-        print("interrupted: every process, segment, block and file of this run was removed", file=sys.stderr)
+        print("interrupted: every process of this run was stopped", file=sys.stderr)
         sys.exit(130)
