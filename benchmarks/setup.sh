@@ -1,10 +1,11 @@
 #!/bin/sh
 # Installs what the stream benchmark's GStreamer row needs (Debian or Ubuntu, as root):
-# gst-launch-1.0, shmsink/shmsrc (plugins-bad), and the Python bindings that drive them.
+# gst-launch-1.0, shmsink/shmsrc (plugins-bad), qtdemux (plugins-good) and avdec_h264 (libav)
+# for video.py, and the Python bindings that drive them.
 # Idempotent: packages already present are left as they are. Not run by CI.
 set -eu
 
-PACKAGES="gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-bad python3-gi gir1.2-gstreamer-1.0"
+PACKAGES="gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav python3-gi gir1.2-gstreamer-1.0"
 
 missing=""
 for package in $PACKAGES; do
