@@ -366,6 +366,30 @@ def test_demo_with_a_play_source_has_the_right_window_follow_the_stream_and_stop
             os.kill(player, signal.SIGKILL)
 
 
+@needs_xdotool
+@SIGNALS
+def test_demo_with_a_video_has_the_right_window_follow_it_and_stops_the_player(
+    demos: list[Demo], isolated_dir: str, tmp_path: Path
+) -> None:
+    pytest.importorskip("av")
+    from test_video import make_video
+
+    clip = tmp_path / "clip.mp4"
+    make_video(clip, "libx264", "yuv420p", count=90)  # 3 s, played in a loop
+    demo, _, _ = start_demo(
+        demos, [sys.executable, "-m", "tkshm", "demo", "--lang", "en", "--play", str(clip)]
+    )
+    said = (
+        rf"Process (\d+) plays {re.escape(repr(str(clip)))} under the same key; the right window follows .*"
+    )
+    player = int(demo.out.wait_for(said).group(1))
+    try:
+        follows_and_ends(demo, player, isolated_dir)
+    finally:
+        if alive(player):  # only after a failure: the demo did not stop it
+            os.kill(player, signal.SIGKILL)
+
+
 def follows_and_ends(demo: Demo, player: int, isolated_dir: str) -> None:
     following = rf"LABEL Following key {re.escape(demo.key)}: showing generation \d+ from shared memory\."
     demo.out.wait_for(following)
