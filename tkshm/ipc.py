@@ -95,6 +95,7 @@ from .errors import (
     IncompleteImageError,
     InvalidKeyError,
     LockTimeoutError,
+    NotAnImageError,
     OutOfSharedMemoryError,
     SegmentInUseError,
     SegmentNotFoundError,
@@ -118,8 +119,8 @@ _LOCKING: Final = Locking(_backend.try_lock, _backend.unlock, _backend.SLOT_LOCK
 __all__ = [
     "DEFAULT_KEY", "DEFAULT_TIMEOUT", "MAX_SLOTS", "ArrayError", "CopyStats", "CorruptSegmentError",
     "FrameInfo", "ImageError", "ImageTooLargeError", "IncompleteImageError", "InvalidKeyError",
-    "LockTimeoutError", "OutOfSharedMemoryError", "Segment", "SegmentInUseError", "SegmentInfo",
-    "SegmentNotFoundError", "TkshmError", "UnsafePathError", "check_key", "clean", "info",
+    "LockTimeoutError", "NotAnImageError", "OutOfSharedMemoryError", "Segment", "SegmentInUseError",
+    "SegmentInfo", "SegmentNotFoundError", "TkshmError", "UnsafePathError", "check_key", "clean", "info",
     "list_segments", "native_name", "publish", "publish_array", "read_array", "read_image", "remains",
     "segment_directory",
 ]  # fmt: skip
