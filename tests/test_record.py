@@ -146,3 +146,21 @@ def test_without_pyav_record_is_one_sentence_naming_the_extra(key: str, tmp_path
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert_one_line_error(result, "tkshm record: Recording video needs PyAV: pip install 'tkshm[video]'.")
+
+
+@posix_only("symbolic links a user can plant: Windows needs a privilege to make one")
+def test_links_planted_under_out_and_out_partial_are_replaced_not_followed(key: str, tmp_path: Path) -> None:
+    out = tmp_path / "planted.mp4"
+    victims = [tmp_path / "victim-of-out", tmp_path / "victim-of-partial"]
+    for victim in victims:
+        victim.write_text("precious\n")
+    out.symlink_to(victims[0])
+    (tmp_path / "planted.mp4.partial").symlink_to(victims[1])
+    recorder = start_recording(key, out, "--frames", "2")
+    with Peer() as publisher:
+        publisher.call("colour_frames", key=key, width=W, height=H, colours=COLOURS[:3], gaps_ms=[100, 100])
+        status, _, stderr = recorder.finish()
+    assert status == 0, stderr
+    assert [victim.read_text() for victim in victims] == ["precious\n", "precious\n"]
+    assert not out.is_symlink() and len(recorded(out)) == 2
+    assert not (tmp_path / "planted.mp4.partial").exists()

@@ -12,7 +12,9 @@ FFmpeg's encoder through PyAV, which converts it to the codec's pixel format. Tw
 * **A file is whole or is not there.** Frames go into ``OUT.partial`` beside ``OUT``, which
   is renamed only once the encoder has been flushed and the container closed: an MP4 needs
   its index written last, and a recorder killed half-way must not leave a file that looks
-  like a video and does not play.
+  like a video and does not play. ``OUT.partial`` is created new, exclusively and without
+  following a link, and FFmpeg writes through that open file, so a link planted under either
+  name never makes the recorder write anywhere else.
 
 PyAV is optional (``pip install 'tkshm[video]'``), as for ``tkshm play``.
 """
@@ -26,7 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, BinaryIO, Final
 
 from . import ipc
 from .errors import ImageError, SegmentNotFoundError, TkshmError
@@ -94,7 +96,13 @@ class _Encoder:
         # 4:2:0 needs even sizes: an odd last row or column is left out.
         self.width, self.height = width - width % 2, height - height % 2
         self.source_size = (width, height)
-        self._container: OutputContainer = av.open(self.partial, "w", format=_format_of(path))
+        self._file = _create(self.partial)
+        try:
+            self._container: OutputContainer = av.open(self._file, "w", format=_format_of(path))
+        except BaseException:
+            self._file.close()
+            os.remove(self.partial)
+            raise
         stream: VideoStream = self._container.add_stream(codec)
         stream.width, stream.height, stream.pix_fmt = self.width, self.height, PIXEL_FORMATS[codec]
         stream.codec_context.time_base = TIME_BASE
@@ -115,13 +123,29 @@ class _Encoder:
         for packet in self._stream.encode():
             self._container.mux(packet)
         self._container.close()
-        os.replace(self.partial, self.path)
+        self._file.close()
+        os.replace(self.partial, self.path)  # (a rename: a link named OUT is replaced, not followed)
 
     def abandon(self) -> None:
         with contextlib.suppress(Exception):
             self._container.close()
+        self._file.close()
         with contextlib.suppress(OSError):
             os.remove(self.partial)
+
+
+def _create(partial: str) -> BinaryIO:
+    """``OUT.partial``, made new by us: a leftover of a killed recording, or a link someone
+    planted there, is removed (a link itself, never what it points to), and the file is
+    created exclusively without following links, and handed, open, to FFmpeg."""
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(partial)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(partial, flags, 0o644)
+    except OSError as exc:
+        raise ImageError(f"Cannot record to {partial}: {exc.strerror}.", partial) from exc
+    return os.fdopen(fd, "wb")
 
 
 def record(
