@@ -167,3 +167,26 @@ def test_links_planted_under_out_and_out_partial_are_replaced_not_followed(key: 
     assert [victim.read_text() for victim in victims] == ["precious\n", "precious\n"]
     assert not out.is_symlink() and len(recorded(out)) == 2
     assert not (tmp_path / "planted.mp4.partial").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "codec"),
+    [
+        ("a.mp4", "h264"),
+        ("a.m4v", "h264"),
+        ("a.mov", "h264"),
+        ("a.mkv", "h264"),
+        ("a.webm", "vp9"),
+        ("a.avi", "mjpeg"),
+    ],
+)
+def test_each_kind_of_file_is_written_with_its_codec(key: str, tmp_path: Path, name: str, codec: str) -> None:
+    out = tmp_path / name
+    recorder = start_recording(key, out, "--frames", "2")
+    with Peer() as publisher:
+        publisher.call("colour_frames", key=key, width=W, height=H, colours=COLOURS, gaps_ms=[60] * 11)
+        status, _, stderr = recorder.finish()
+    assert status == 0, stderr
+    with av.open(str(out)) as container:
+        assert container.streams.video[0].codec_context.name == codec
+    assert len(recorded(out)) == 2

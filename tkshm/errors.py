@@ -126,6 +126,3 @@ class ImageTooLargeError(ImageError):
 class ArrayError(ImageError, ValueError):
     """A NumPy array that cannot be a frame: not an array, not uint8, not H x W x 4, 3 or
     H x W, no pixels; or an ``into`` array the frame does not fit."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import BinaryIO, Final
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError, ImageTooLargeError, NotAnImageError
 
@@ -190,7 +190,10 @@ def _decoded_frames(opened: Image.Image, name: str, frame_count: int) -> Iterato
         yield Frame(frame, float(duration) if isinstance(duration, (int, float)) else None)
 
 
-# EXIF orientation -> the transpose that shows the picture right way up (as ImageOps does it).
+# EXIF orientation -> the transpose that shows the picture right way up, as
+# ImageOps.exif_transpose (load_image's) has it. Frames cannot use that function: in place it
+# would turn the canvas an APNG's next frame is drawn on and drop the tag the next frame
+# needs, and as a copy it would copy every frame that needs no turn.
 _ORIENTATIONS: Final = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
     3: Image.Transpose.ROTATE_180,
@@ -200,7 +203,7 @@ _ORIENTATIONS: Final = {
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
-_ORIENTATION_TAG: Final = 0x0112
+_ORIENTATION_TAG: Final = ExifTags.Base.Orientation
 _QUARTER_TURNS: Final = frozenset({5, 6, 7, 8})
 
 

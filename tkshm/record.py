@@ -38,12 +38,24 @@ if TYPE_CHECKING:
     from av.container import OutputContainer
     from av.video.stream import VideoStream
 
-# The encoder for each kind of file; anything else is refused before a frame is read.
-CODECS: Final = {
-    ".mp4": "libx264", ".m4v": "libx264", ".mov": "libx264", ".mkv": "libx264",
-    ".webm": "libvpx-vp9", ".avi": "mjpeg",
+
+@dataclass(frozen=True)
+class Kind:
+    """How a kind of file is written: FFmpeg's container (named, since ``OUT.partial`` hides
+    the extension FFmpeg would guess it from), the encoder, and its pixel format."""
+
+    container: str
+    codec: str
+    pixel_format: str
+
+
+_H264: Final = ("libx264", "yuv420p")
+# Each kind of file by its extension; anything else is refused before a frame is read.
+KINDS: Final = {
+    ".mp4": Kind("mp4", *_H264), ".m4v": Kind("mp4", *_H264), ".mov": Kind("mov", *_H264),
+    ".mkv": Kind("matroska", *_H264), ".webm": Kind("webm", "libvpx-vp9", "yuv420p"),
+    ".avi": Kind("avi", "mjpeg", "yuvj420p"),
 }  # fmt: skip
-PIXEL_FORMATS: Final = {"libx264": "yuv420p", "libvpx-vp9": "yuv420p", "mjpeg": "yuvj420p"}
 TIME_BASE: Final = Fraction(1, 1000)  # presentation times in milliseconds
 # A publisher gone and nothing new for this long: the stream has ended.
 ENDED_AFTER_S: Final = 1.0
@@ -71,11 +83,11 @@ def _av() -> Any:
     return av
 
 
-def check_output(path: str) -> str:
-    """The codec for ``path``, or an :class:`ImageError` saying why it cannot be written."""
+def check_output(path: str) -> Kind:
+    """How ``path`` is written, or an :class:`ImageError` saying why it cannot be."""
     extension = os.path.splitext(path)[1].lower()
-    if extension not in CODECS:
-        kinds = ", ".join(sorted(CODECS))
+    if extension not in KINDS:
+        kinds = ", ".join(sorted(KINDS))
         raise ImageError(f"Cannot record to {path}: name a video file ending in one of {kinds}.", path)
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
@@ -84,13 +96,13 @@ def check_output(path: str) -> str:
         raise ImageError(f"Cannot record to {path}: the folder {folder} is not writable.", path)
     if os.path.isdir(path):
         raise ImageError(f"Cannot record to {path}: it is a folder.", path)
-    return CODECS[extension]
+    return KINDS[extension]
 
 
 class _Encoder:
     """One output file being written: opened at the first frame, whose size it takes."""
 
-    def __init__(self, path: str, codec: str, width: int, height: int) -> None:
+    def __init__(self, path: str, kind: Kind, width: int, height: int) -> None:
         av = _av()
         self.path, self.partial = path, path + PARTIAL
         # 4:2:0 needs even sizes: an odd last row or column is left out.
@@ -98,13 +110,13 @@ class _Encoder:
         self.source_size = (width, height)
         self._file = _create(self.partial)
         try:
-            self._container: OutputContainer = av.open(self._file, "w", format=_format_of(path))
+            self._container: OutputContainer = av.open(self._file, "w", format=kind.container)
         except BaseException:
             self._file.close()
             os.remove(self.partial)
             raise
-        stream: VideoStream = self._container.add_stream(codec)
-        stream.width, stream.height, stream.pix_fmt = self.width, self.height, PIXEL_FORMATS[codec]
+        stream: VideoStream = self._container.add_stream(kind.codec)
+        stream.width, stream.height, stream.pix_fmt = self.width, self.height, kind.pixel_format
         stream.codec_context.time_base = TIME_BASE
         self._stream = stream
         self._last_pts = -1
@@ -159,7 +171,7 @@ def record(
     """Record the stream under ``key`` into ``path`` until ``stop`` is set, the stream ends
     (its publisher gone and nothing new for a second), ``frames`` are written or ``seconds``
     have passed since the first. Waits for the key if nothing is published there yet."""
-    codec = check_output(path)
+    kind = check_output(path)
     _av()
     segment = _wait_for_segment(key, stop, notice)
     result = Recorded()
@@ -181,7 +193,7 @@ def record(
                 shown = segment.last_frame
                 assert shown is not None
                 if encoder is None:
-                    encoder = _Encoder(path, codec, shown.width, shown.height)
+                    encoder = _Encoder(path, kind, shown.width, shown.height)
                     first_ns = shown.write_time_ns
                 elif (shown.width, shown.height) != encoder.source_size:
                     result.problem = (
@@ -215,12 +227,3 @@ def _wait_for_segment(key: str, stop: threading.Event, notice: Callable[[str], N
                 told = True
         stop.wait(ATTACH_POLL_S)
     return None
-
-
-def _format_of(path: str) -> str | None:
-    """The container FFmpeg should write: from the name, as FFmpeg guesses it, except that
-    ``OUT.partial`` would hide the name's extension."""
-    extension = os.path.splitext(path)[1].lower()
-    return {".mkv": "matroska", ".m4v": "mp4", ".mov": "mov", ".webm": "webm", ".avi": "avi", ".mp4": "mp4"}[
-        extension
-    ]

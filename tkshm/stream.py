@@ -48,8 +48,9 @@ CACHE_BYTES: Final = 512 * 1024 * 1024
 RESYNC_S: Final = 1.0
 MAX_FPS: Final = 1000.0
 # --start chooses the first frame that begins at or after it; a frame beginning this little
-# before it (rounding: 0.1 + 0.2 is not 0.3 in floating point) counts as at it.
-_START_SLACK_S: Final = 1e-6
+# before it counts as at it: summed durations (0.1 + 0.2 is not 0.3 in floating point) and a
+# video's pts * time_base both round. Far below any frame's duration.
+START_SLACK_S: Final = 1e-4
 # A frame published this recently by a process that still runs: someone streams under the key.
 # Long enough for the slowest animation frames in common use (a few seconds each).
 LIVE_STREAM_S: Final = 5.0
@@ -174,7 +175,7 @@ class Animation:
             begins, played = 0.0, False
             for frame in decoded:
                 duration = frame_duration(frame.duration_ms, fps)
-                skipped = begins < start_s - _START_SLACK_S
+                skipped = begins < start_s - START_SLACK_S
                 begins += duration
                 if not skipped:
                     played = True

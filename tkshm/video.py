@@ -37,7 +37,7 @@ from PIL import Image
 from .errors import ImageError, ImageTooLargeError
 from .header import BYTES_PER_PIXEL
 from .images import MAX_PIXELS, check_regular_file
-from .stream import DEFAULT_DURATION_S, TimedFrame
+from .stream import DEFAULT_DURATION_S, START_SLACK_S, TimedFrame
 
 if TYPE_CHECKING:
     import numpy as np
@@ -65,9 +65,6 @@ AHEAD_BYTES: Final = 256 * 1024 * 1024
 STOP_TIMEOUT_S: Final = 5.0
 # A file whose frames end this much before the duration its header gives was cut short.
 _SHORT_BY_S: Final = 0.25
-# --start picks the first frame at or after it; one this little before it (the rounding of
-# pts * time_base) counts as at it.
-_START_SLACK_S: Final = 1e-4
 
 
 def looks_like_video(path: str) -> bool:
@@ -147,7 +144,7 @@ class _Source:
             if frame is None:
                 return
             time_s = frame.time - self.origin if frame.time is not None else self.end_s
-            if time_s < self._skip_before - _START_SLACK_S:
+            if time_s < self._skip_before - START_SLACK_S:
                 continue  # decoded from the key frame before --start, only to reach it
             self._skip_before = -math.inf
             if frame.width == 0 or frame.height == 0:
